@@ -1,0 +1,44 @@
+"""Sample data: real images with a matching, empty Labels layer."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+
+from .core.taxonomy import load_preset
+from .layers import labels_layer_kwargs, new_labels_data
+
+
+def _data_file(name: str):
+    return resources.files("napari_segflow").joinpath("data", name)
+
+
+def _with_labels(image: np.ndarray, image_meta: dict, preset: str, rgb: bool) -> list[tuple]:
+    taxonomy = load_preset(preset)
+    shape = image.shape[:-1] if rgb else image.shape
+    labels_kwargs = labels_layer_kwargs(taxonomy)
+    labels_kwargs["name"] = f"{image_meta['name']} labels"
+    return [
+        (image, image_meta, "image"),
+        (new_labels_data(shape, taxonomy), labels_kwargs, "labels"),
+    ]
+
+
+def landsat_land_use() -> list[tuple]:
+    """A real Landsat 7 RGB scene with an empty land-use Labels layer."""
+    from PIL import Image
+
+    with resources.as_file(_data_file("landsat_rgb.png")) as path, Image.open(path) as img:
+        rgb = np.array(img)
+    return _with_labels(rgb, {"name": "Landsat RGB", "rgb": True}, "land-use", rgb=True)
+
+
+def nuclei() -> list[tuple]:
+    """A real fluorescence nuclei image (DSB 2018) with an empty nuclei Labels layer."""
+    import tifffile
+
+    with resources.as_file(_data_file("nuclei.tif")) as path:
+        image = tifffile.imread(path)
+    meta = {"name": "nuclei", "contrast_limits": (0, int(image.max()))}
+    return _with_labels(image, meta, "nuclei", rgb=False)

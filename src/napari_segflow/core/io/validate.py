@@ -1,0 +1,64 @@
+"""Checks shared by every writer, run before anything touches the disk."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_segflow.core.taxonomy import Taxonomy
+
+__all__ = ["ExportError", "unknown_ids", "validate_labels"]
+
+
+class ExportError(ValueError):
+    """Labels cannot be exported as asked; nothing was written."""
+
+
+def unknown_ids(labels: np.ndarray, taxonomy: Taxonomy) -> list[int]:
+    """Values present in ``labels`` that are neither a class id nor the unlabelled id.
+
+    Examples
+    --------
+    >>> from napari_segflow.core.taxonomy import load_preset
+    >>> unknown_ids(np.array([[0, 1], [7, 9]]), load_preset("land-use"))
+    [7, 9]
+    """
+    present = np.unique(labels)
+    valid = np.fromiter(taxonomy.valid_ids, dtype=np.int64)
+    return [int(v) for v in present if v not in valid]
+
+
+def validate_labels(
+    labels: np.ndarray, taxonomy: Taxonomy, *, max_ndim: int | None = None
+) -> np.ndarray:
+    """Return ``labels`` as an integer array, or raise :class:`ExportError` naming the problem.
+
+    Parameters
+    ----------
+    labels : array
+        Class-index label image.
+    taxonomy : Taxonomy
+        Ids absent from it are refused and listed.
+    max_ndim : int, optional
+        Refuse arrays with more dimensions (e.g. 2 for PNG).
+    """
+    arr = np.asarray(labels)
+    if arr.size == 0:
+        raise ExportError("labels are empty")
+    if max_ndim is not None and arr.ndim > max_ndim:
+        raise ExportError(
+            f"labels have {arr.ndim} dimensions; this format takes at most {max_ndim}"
+        )
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise ExportError(f"labels must hold integers, got dtype {arr.dtype}")
+    bad = unknown_ids(arr, taxonomy)
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
+        raise ExportError(
+            f"labels hold ids absent from taxonomy {taxonomy.name!r}: {shown}; nothing was written"
+        )
+    return arr
