@@ -1,0 +1,29 @@
+"""Shared fixtures. The real data lives in ``shared/data`` beside the repository checkout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _find_shared_data() -> Path | None:
+    env = os.environ.get("SEGFLOW_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared" / "data", REPO / "shared" / "data"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder of the real test images (``../shared/data``); set SEGFLOW_SHARED_DATA to override."""
+    path = _find_shared_data()
+    if path is None:
+        pytest.fail("shared/data not found beside the checkout; set SEGFLOW_SHARED_DATA")
+    return path
