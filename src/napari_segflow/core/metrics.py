@@ -105,6 +105,7 @@ def confusion_matrix(
         raise ValueError(f"shape mismatch: gt {g_all.shape} vs pred {p_all.shape}")
     g_all, p_all = _flat(g_all), _flat(p_all)
     counts = np.zeros(n * n, dtype=np.int64)
+    idx_dtype = np.uint16 if n * n <= 1 << 16 else np.intp
     for start in range(0, g_all.size, _CHUNK):
         g = g_all[start : start + _CHUNK]
         p = p_all[start : start + _CHUNK]
@@ -120,10 +121,11 @@ def confusion_matrix(
         if not checked:
             _check_range(g, n, "gt")
             _check_range(p, n, "pred")
-        # index = gt * n + pred in the platform integer; bincount needs that type anyway
-        idx = g.astype(np.intp)
-        idx *= n
-        idx += p.astype(np.intp, copy=False)
+        # index = gt * n + pred; values are checked, so the smallest dtype that holds n*n
+        # keeps this pass cheap (bincount widens it internally in C)
+        idx = g.astype(idx_dtype)
+        idx *= idx_dtype(n)
+        idx += p.astype(idx_dtype, copy=False)
         counts += np.bincount(idx, minlength=n * n)
     return counts.reshape(n, n)
 
