@@ -98,7 +98,7 @@ def class_bar_figure(
     width = 0.8 / n
     x = np.arange(len(classes))
     for i, name in enumerate(series):
-        ax.bar(x + (i - (n - 1) / 2) * width, np.nan_to_num(values[i], nan=0.0), width, label=name)
+        ax.bar(x + (i - (n - 1) / 2) * width, values[i], width, label=name)
     ax.axhline(
         threshold, color="red", linestyle="--", linewidth=1.5, label=f"threshold {threshold:.2f}"
     )
@@ -106,7 +106,8 @@ def class_bar_figure(
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("IoU")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    # classes absent for a series have no bar (NaN), not a zero bar
     return fig
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Select
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Select
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtGui import QColor
@@ -64,9 +64,13 @@ class CalibrationWidget(QWidget):
         self._folder = FileEdit(label="report folder", mode="d")
         self._save = QPushButton("Save report (JSON, CSV, HTML)")
 
+        self._annotators.native.setMaximumHeight(110)
+        self._form = Container(
+            widgets=[self._gold, self._annotators, self._taxonomy, self._threshold]
+        )
+        self._folder_form = Container(widgets=[self._folder])
         layout = QVBoxLayout(self)
-        for w in (self._gold, self._annotators, self._taxonomy, self._threshold):
-            layout.addWidget(w.native)
+        layout.addWidget(self._form.native)
         row = QHBoxLayout()
         row.addWidget(self._run)
         row.addWidget(self._stop)
@@ -74,7 +78,7 @@ class CalibrationWidget(QWidget):
         layout.addWidget(self._summary)
         layout.addWidget(self._table, stretch=1)
         layout.addWidget(self._tabs, stretch=2)
-        layout.addWidget(self._folder.native)
+        layout.addWidget(self._folder_form.native)
         layout.addWidget(self._save)
 
         self._run.clicked.connect(self._on_run)
@@ -199,6 +203,7 @@ class CalibrationWidget(QWidget):
             values = [*report.iou[r], report.mean_iou[r]]
             for c, v in enumerate(values):
                 item = QTableWidgetItem("n/a" if np.isnan(v) else f"{v:.3f}")
+                item.setForeground(QColor(0, 0, 0))  # readable on the light flag colours
                 if np.isnan(v):
                     item.setBackground(_NA)
                 elif v < report.threshold:
