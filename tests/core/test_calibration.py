@@ -240,3 +240,30 @@ def test_prelabels_from_gold_boxes_feed_the_gate(nuclei, shared_data):
     expected = _summed_iou([(gold[k] == 1, pre[k] == 1) for k in gold])
     assert res.per_class_iou["nucleus"] == pytest.approx(expected)
     assert ("nucleus" in res.disabled) == (expected < 0.70)
+
+
+def test_progress_and_cancel(nuclei):
+    gold, ann = nuclei
+    seen = []
+    calibrate(gold, ann, taxonomy=load_preset("nuclei"), progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 2), (2, 2)]
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 1  # let the first image through, stop before the second
+
+    with pytest.raises(InterruptedError, match="cancelled"):
+        calibrate(gold, ann, taxonomy=load_preset("nuclei"), cancel=cancel)
+    assert len(calls) == 2
+
+
+def test_user_errors(nuclei):
+    gold, ann = nuclei
+    tax = load_preset("nuclei")
+    with pytest.raises(ValueError, match="threshold"):
+        calibrate(gold, ann, taxonomy=tax, threshold=75)
+    with pytest.raises(ValueError, match="must map image names"):
+        calibrate(gold, {"x": gold["top"]}, taxonomy=tax)
+    with pytest.raises(ValueError, match="empty"):
+        calibrate({}, ann, taxonomy=tax)
