@@ -267,3 +267,11 @@ def test_user_errors(nuclei):
         calibrate(gold, {"x": gold["top"]}, taxonomy=tax)
     with pytest.raises(ValueError, match="empty"):
         calibrate({}, ann, taxonomy=tax)
+
+
+def test_class_indices_folds_out_of_taxonomy_values():
+    tax = load_preset("nuclei")  # ids 1, 2; 0 unlabelled
+    labels = np.array([-4, 0, 1, 2, 3, 2**40], dtype=np.int64)
+    np.testing.assert_array_equal(class_indices(labels, tax), [2, 2, 0, 1, 2, 2])
+    big = np.array([1, 2**63, 0], dtype=np.uint64)
+    np.testing.assert_array_equal(class_indices(big, tax), [0, 2, 2])
