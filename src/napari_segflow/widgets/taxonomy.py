@@ -6,7 +6,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit
+from magicgui.widgets import ComboBox, Container, FileEdit
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
@@ -71,11 +71,9 @@ class TaxonomyWidget(QWidget):
         self._details.setTextFormat(Qt.TextFormat.PlainText)
 
         layout = QVBoxLayout(self)
-        for w in (self._source, self._file):
-            layout.addWidget(w.native)
+        layout.addWidget(Container(widgets=[self._source, self._file]).native)
         layout.addWidget(self._load)
-        for w in (self._image, self._labels):
-            layout.addWidget(w.native)
+        layout.addWidget(Container(widgets=[self._image, self._labels]).native)
         row = QHBoxLayout()
         row.addWidget(self._create)
         row.addWidget(self._apply)
@@ -97,6 +95,13 @@ class TaxonomyWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self.reset_choices)
         self.viewer.layers.events.removed.connect(self.reset_choices)
         self.reset_choices()
+        active = self.viewer.layers.selection.active
+        if isinstance(active, napari.layers.Labels):
+            self._labels.value = active
+        for combo in (self._image, self._labels):
+            layers = [c for c in combo.choices if c is not None]
+            if combo.value is None and layers:
+                combo.value = layers[0]
         if self._labels.value is not None:
             self._on_labels_changed(self._labels.value)
 
@@ -125,6 +130,8 @@ class TaxonomyWidget(QWidget):
 
     def set_taxonomy(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy
+        if taxonomy.name in list_presets() and self._source.value != _FROM_FILE:
+            self._source.value = taxonomy.name
         self._title.setText(
             f"{taxonomy.name}: {len(taxonomy.classes)} classes, {len(taxonomy.rules)} rules"
         )
