@@ -85,10 +85,11 @@ def _scores(
     cm = confusion_matrix(gold_idx, ann_idx, n_classes=k + 1, ignore_index=k + 1)
     if dilation_ratio is None:
         return cm, None, None
+    # n_classes=k: the "no class" index k needs no band of its own
     inter, union = boundary_iou_counts(
-        gold_idx, ann_idx, n_classes=k + 1, dilation_ratio=dilation_ratio, ignore_index=k + 1
+        gold_idx, ann_idx, n_classes=k, dilation_ratio=dilation_ratio, ignore_index=k + 1
     )
-    return cm, inter[:k], union[:k]
+    return cm, inter, union
 
 
 def _ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
