@@ -275,3 +275,21 @@ def test_class_indices_folds_out_of_taxonomy_values():
     np.testing.assert_array_equal(class_indices(labels, tax), [2, 2, 0, 1, 2, 2])
     big = np.array([1, 2**63, 0], dtype=np.uint64)
     np.testing.assert_array_equal(class_indices(big, tax), [0, 2, 2])
+
+
+def test_boundary_iou_dataset_level_matches_erosion_reference(nuclei, nuclei_report):
+    gold, ann = nuclei
+
+    def band(mask, d):
+        padded = np.pad(mask, d + 1)
+        eroded = ndimage.binary_erosion(padded, structure=np.ones((3, 3)), iterations=d)
+        return mask & ~eroded[d + 1 : -(d + 1), d + 1 : -(d + 1)]
+
+    for a, name in enumerate(nuclei_report.annotators):
+        inter = union = 0
+        for k, g in gold.items():
+            d = round(0.02 * math.hypot(*g.shape))
+            gb, pb = band(g == 1, d), band(ann[name][k] == 1, d)
+            inter += np.sum(gb & pb)
+            union += np.sum(gb | pb)
+        assert nuclei_report.boundary_iou[a, 0] == pytest.approx(inter / union)
