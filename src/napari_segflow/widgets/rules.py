@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -106,6 +107,7 @@ class RulesWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._watched = None
+        self._layer_of_sites = None  # the layer the listed contacts belong to
         self._pending: list[tuple[tuple[slice, ...], np.ndarray]] = []
         self._last_reminder: dict[tuple[int, tuple[int, int]], float] = {}
         self._read: set[frozenset[str]] = set()
@@ -124,6 +126,7 @@ class RulesWidget(QWidget):
         self._sites_title = QLabel("Contacts made by recent edits: none yet")
         self._sites_title.setWordWrap(True)
         self._sites_list = QListWidget()
+        self._sites_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._clear = QPushButton("Clear list")
         self._throttle = QDoubleSpinBox()
         self._throttle.setRange(0.0, 3600.0)
@@ -137,6 +140,7 @@ class RulesWidget(QWidget):
             "1: pixels sharing an edge (face in 3D) touch; 2: also diagonal; 3: corners (3D)"
         )
 
+        self.setMinimumWidth(380)  # room for "a / b, n px: no rule written" on one line
         layout = QVBoxLayout(self)
         layout.addWidget(self._labels.native)
         layout.addWidget(self._class_title)
@@ -360,13 +364,15 @@ class RulesWidget(QWidget):
             row = QWidget()
             box = QHBoxLayout(row)
             box.setContentsMargins(2, 1, 2, 1)
-            label = QLabel(text)
-            label.setWordWrap(True)
-            label.setToolTip(f"around {tuple(round(c, 1) for c in site.centroid)}")
             button = QPushButton("Go to")
+            button.setToolTip("Centre the view on this contact")
             button.clicked.connect(lambda _=False, s=site: self.go_to(s))
-            box.addWidget(label, 1)
+            label = QLabel(text)
+            # one line per contact, clipped to the panel; the full text is in the tooltip
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setToolTip(f"{text}\naround {tuple(round(c, 1) for c in site.centroid)}")
             box.addWidget(button)
+            box.addWidget(label, 1)
             item = QListWidgetItem()
             item.setSizeHint(row.sizeHint())
             self._sites_list.addItem(item)
@@ -387,7 +393,7 @@ class RulesWidget(QWidget):
 
     def go_to(self, site: ConflictSite, layer=None) -> None:
         """Centre the camera on ``site`` and move the sliders to its plane."""
-        layer = layer or getattr(self, "_layer_of_sites", None) or self._watched
+        layer = layer or self._layer_of_sites or self._watched
         if layer is None:
             return
         world = np.asarray(layer.data_to_world(site.anchor), dtype=float)
