@@ -19,7 +19,14 @@ import time
 
 import numpy as np
 
-from napari_segflow.core.rules import _shifted, class_adjacency, neighbour_offsets
+from napari_segflow.core.rules import (
+    _shifted,
+    class_adjacency,
+    conflict_sites,
+    contact_sites,
+    neighbour_offsets,
+)
+from napari_segflow.core.taxonomy import load_preset
 
 
 def blob_map(shape: tuple[int, ...], n_classes: int, cell: int, seed: int = 0) -> np.ndarray:
@@ -123,6 +130,24 @@ def main() -> None:
             loop_txt = f"{'-':>14s}"
         print(f"{name:48s} {conn:4d} {t_ours:8.3f} {t_uniq:12.3f} {loop_txt}")
     print(f"* python loop timed on a {crop}x{crop} crop and scaled by pixel count")
+
+    # what the Rules dock does after a stroke: sites in the edited box only, vs the whole map
+    tax = load_preset("cityscapes")
+    labels = blob_map((side, side), 19, 64)
+    stroke = np.zeros((side, side), dtype=bool)
+    yy, xx = np.ogrid[:side, :side]
+    stroke[(yy - side // 2) ** 2 + (xx - side // 2) ** 2 <= 12**2] = True
+    box = (slice(side // 2 - 12, side // 2 + 13), slice(side // 2 - 12, side // 2 + 13))
+    region = (box, stroke[box])
+    print()
+    header = f"{'sites (cityscapes, 19 classes)':48s} {'ours s':>8s} {'whole map s':>12s}"
+    print(header)
+    print("-" * len(header))
+    t_full, _ = best_of(lambda: contact_sites(labels, tax))
+    t_region, _ = best_of(lambda: contact_sites(labels, tax, region=region))
+    print(f"{'contact_sites, brush stroke r=12 (box+mask)':48s} {t_region:8.4f} {t_full:12.3f}")
+    t_conf, _ = best_of(lambda: conflict_sites(labels, tax))
+    print(f"{f'conflict_sites, whole {side}x{side} map':48s} {t_conf:8.3f} {'-':>12s}")
 
 
 if __name__ == "__main__":

@@ -225,6 +225,26 @@ def test_region_in_3d_with_diagonal_connectivity():
     assert site.centroid == pytest.approx((0.5, 0.5, 0.5))
 
 
+def test_region_reads_only_its_box_from_lazy_arrays():
+    class Recording:
+        """An array-like that records which boxes are read from it."""
+
+        def __init__(self, data):
+            self.data, self.shape, self.dtype, self.reads = data, data.shape, data.dtype, []
+
+        def __getitem__(self, key):
+            self.reads.append(key)
+            return self.data[key]
+
+    lazy = Recording(SCENE)
+    sites = conflict_sites(lazy, TAX, region=(slice(1, 3), slice(1, 3)))
+    assert [s.classes for s in sites] == [("a", "b")]
+    assert lazy.reads == [(slice(0, 4), slice(0, 4))]  # the box grown by one pixel
+    da = pytest.importorskip("dask.array")
+    lazy_dask = da.from_array(SCENE, chunks=2)
+    assert conflict_sites(lazy_dask, TAX) == conflict_sites(SCENE, TAX)
+
+
 def test_bad_regions():
     with pytest.raises(ValueError, match="shape"):
         conflict_sites(SCENE, TAX, region=np.ones((2, 2), bool))

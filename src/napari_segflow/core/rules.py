@@ -404,21 +404,23 @@ def contact_sites(
     """Every pair of classes that touch (in ``region``), with rule, contact length and location.
 
     Like :func:`conflict_sites` but also returns the pairs with no rule (``rule is None``).
+    ``labels`` may be any sliceable array (numpy, dask, zarr): only the region's box is read.
     """
-    arr = _as_int_array(labels)
-    offsets = neighbour_offsets(arr.ndim, connectivity)
+    if not hasattr(labels, "shape") or not hasattr(labels, "__getitem__"):
+        labels = np.asarray(labels)
+    shape = tuple(int(n) for n in labels.shape)
+    offsets = neighbour_offsets(len(shape), connectivity)
     if region is None:
-        crop = tuple(slice(0, n) for n in arr.shape)
+        crop = tuple(slice(0, n) for n in shape)
         inner = None
     else:
-        normal = _normalise_region(region, arr.shape)
+        normal = _normalise_region(region, shape)
         if normal is None:
             return []
         box, sub = normal
         # grow the box by one pixel so contacts across its edge are seen
         crop = tuple(
-            slice(max(s.start - 1, 0), min(s.stop + 1, n))
-            for s, n in zip(box, arr.shape, strict=True)
+            slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, shape, strict=True)
         )
         inner = np.zeros(tuple(c.stop - c.start for c in crop), dtype=bool)
         inner_box = tuple(
@@ -426,7 +428,8 @@ def contact_sites(
         )
         inner[inner_box] = True if sub is None else sub
     origin = np.array([c.start for c in crop], dtype=np.int64)
-    view = arr[crop]
+    # slice before converting, so lazy arrays (dask, zarr) only read the crop
+    view = _as_int_array(labels[crop])
     codes, values = _compact(view)
     n = max(values.size, 1)
     ids = _class_ids(taxonomy)

@@ -318,7 +318,7 @@ class RulesWidget(QWidget):
             return []
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         sites = contact_sites(
-            np.asarray(data),
+            data,  # only the region's box is read, also from lazy arrays
             tax,
             region=region,
             connectivity=min(self.connectivity, np.ndim(data)),
