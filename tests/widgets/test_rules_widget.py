@@ -170,3 +170,32 @@ def test_layer_without_taxonomy(make_napari_viewer):
     assert widget.layer is layer
     assert "no taxonomy" in widget._class_title.text()
     assert widget.check_region(layer, (slice(0, 2), slice(0, 2))) == []
+
+
+def test_mouse_stroke_is_checked_once_after_release(scene, qtbot, MouseEvent):
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import (
+        mouse_move_callbacks,
+        mouse_press_callbacks,
+        mouse_release_callbacks,
+    )
+
+    _, layer, widget = scene
+    layer.mode = "paint"
+    layer.selected_label = 1
+    layer.brush_size = 2
+
+    def send(callbacks, kind, position, dragging):
+        event = MouseEvent(type=kind, is_dragging=dragging, position=position, dims_point=(0, 0))
+        callbacks(layer, ReadOnlyWrapper(event))
+
+    # a drag from empty space up to the b block (rows 5..14, cols 5..14)
+    send(mouse_press_callbacks, "mouse_press", (20, 25), False)
+    send(mouse_move_callbacks, "mouse_move", (20, 20), True)
+    send(mouse_move_callbacks, "mouse_move", (12, 15), True)
+    assert widget.checks == 0 and not widget._pending  # nothing checked mid-stroke
+    send(mouse_release_callbacks, "mouse_release", (12, 15), False)
+    wait_checked(qtbot, widget, 1)
+    assert layer.data[12, 15] == 1 and layer.data[20, 25] == 1
+    assert [s.classes for s in widget.sites] == [("a", "b")]
+    assert widget.reminders == ["Rule a / b -> b: the a/b edge is b"]
