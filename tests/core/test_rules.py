@@ -298,3 +298,38 @@ def test_uncovered_pairs_ranked_across_maps():
     # the same pair in several maps adds up
     twice = uncovered_pairs([m2, m2, m1], TAX)
     assert (twice[0].classes, twice[0].contact_length, twice[0].n_maps) == (("a", "d"), 6, 2)
+
+
+def test_sites_on_real_mr_volume_match_brute_force(shared_data):
+    vol = read_nifti(shared_data / "abdomen_mr" / "example_seg_mr.nii.gz").data
+    crop = np.ascontiguousarray(vol[40:70, 30:60, 5:15])
+    ids = sorted(int(v) for v in np.unique(crop) if v != 0)
+    tax = taxonomy_from_dict(
+        {
+            "name": "organs",
+            "classes": [{"id": i, "name": f"organ{i}", "color": "#808080"} for i in ids],
+        }
+    )
+    contacts: dict = {}
+    for p in np.ndindex(*crop.shape):
+        for off in neighbour_offsets(3, 2):
+            q = tuple(a + b for a, b in zip(p, off, strict=True))
+            if not all(0 <= x < n for x, n in zip(q, crop.shape, strict=True)):
+                continue
+            a, b = int(crop[p]), int(crop[q])
+            if a != b and a and b:
+                contacts.setdefault((min(a, b), max(a, b)), []).append((p, q))
+    sites = {s.ids: s for s in contact_sites(crop, tax, connectivity=2)}
+    assert set(sites) == set(contacts)
+    for key, pq in contacts.items():
+        pts = np.array([x for pair in pq for x in pair])
+        mids = np.array([(np.add(p, q)) / 2 for p, q in pq])
+        site = sites[key]
+        assert site.contact_length == len(pq)
+        assert site.bbox == tuple(
+            (int(lo), int(hi) + 1) for lo, hi in zip(pts.min(0), pts.max(0), strict=True)
+        )
+        assert site.centroid == pytest.approx(tuple(mids.mean(0)))
+        best = ((pts - mids.mean(0)) ** 2).sum(1).min()
+        assert ((np.array(site.anchor) - mids.mean(0)) ** 2).sum() == pytest.approx(best)
+        assert crop[site.anchor] in key

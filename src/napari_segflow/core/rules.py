@@ -435,8 +435,9 @@ def contact_sites(
     ids = _class_ids(taxonomy)
     is_class = np.array([int(v) in ids for v in values.tolist()], dtype=bool)
 
-    coords: dict[int, list[np.ndarray]] = {}
-    mids: dict[int, list[np.ndarray]] = {}
+    pairs: list[np.ndarray] = []
+    ps: list[np.ndarray] = []
+    qs: list[np.ndarray] = []
     for off in offsets:
         src, dst = _shifted(view.shape, off)
         a, b = codes[src], codes[dst]
@@ -446,45 +447,56 @@ def contact_sites(
         flat = np.flatnonzero(hit)
         if flat.size == 0:
             continue
-        av = a.reshape(-1)[flat] if a.flags.c_contiguous else a[hit]
-        bv = b.reshape(-1)[flat] if b.flags.c_contiguous else b[hit]
+        av, bv = a[hit], b[hit]  # same order as flat
         keep = is_class[av] & is_class[bv]
         if not keep.any():
             continue
         flat, av, bv = flat[keep], av[keep], bv[keep]
-        pair = np.minimum(av, bv).astype(np.int64) * n + np.maximum(av, bv)
-        p = np.stack(np.unravel_index(flat, a.shape), axis=1) + np.array(
-            [s.start for s in src], dtype=np.int64
-        )
-        q = p + np.array(off, dtype=np.int64)
-        order = np.argsort(pair, kind="stable")
-        pair, p, q = pair[order], p[order], q[order]
-        keys, starts = np.unique(pair, return_index=True)
-        bounds = [*starts.tolist(), pair.size]
-        for k, lo, hi in zip(keys.tolist(), bounds[:-1], bounds[1:], strict=True):
-            coords.setdefault(k, []).extend((p[lo:hi], q[lo:hi]))
-            mids.setdefault(k, []).append((p[lo:hi] + q[lo:hi]) / 2.0)
+        pairs.append(np.minimum(av, bv).astype(np.int64) * n + np.maximum(av, bv))
+        start = np.array([s.start for s in src], dtype=np.int64)[:, None]
+        p = np.array(np.unravel_index(flat, a.shape), dtype=np.int64) + start
+        ps.append(p)
+        qs.append(p + np.array(off, dtype=np.int64)[:, None])
+    if not pairs:
+        return []
+
+    # group the neighbour pairs by class pair; per-group statistics with ufunc.reduceat
+    pair = np.concatenate(pairs)
+    order = np.argsort(pair, kind="stable")
+    pair = pair[order]
+    P = np.concatenate(ps, axis=1)[:, order]  # (ndim, M) first pixel of each neighbour pair
+    Q = np.concatenate(qs, axis=1)[:, order]  # and its neighbour
+    keys, starts, counts = np.unique(pair, return_index=True, return_counts=True)
+    lows = np.minimum.reduceat(np.minimum(P, Q), starts, axis=1)
+    highs = np.maximum.reduceat(np.maximum(P, Q), starts, axis=1)
+    centroids = np.add.reduceat((P + Q).astype(np.float64), starts, axis=1) / (2 * counts)
+    group = np.repeat(np.arange(keys.size), counts)
+    dist_p = ((P - centroids[:, group]) ** 2).sum(axis=0)
+    dist_q = ((Q - centroids[:, group]) ** 2).sum(axis=0)
+    use_q = dist_q < dist_p
+    dist = np.where(use_q, dist_q, dist_p)
+    nearest = np.where(use_q, Q, P)
+    best = np.minimum.reduceat(dist, starts)
+    candidates = np.flatnonzero(dist == best[group])
+    _, first = np.unique(group[candidates], return_index=True)
+    anchors = nearest[:, candidates[first]]
 
     sites = []
-    for k, parts in coords.items():
+    for g, k in enumerate(keys.tolist()):
         pair_ids = (int(values[k // n]), int(values[k % n]))
-        pts = np.concatenate(parts) + origin
-        mid = np.concatenate(mids[k]) + origin
-        centroid = mid.mean(axis=0)
-        anchor = pts[int(np.argmin(((pts - centroid) ** 2).sum(axis=1)))]
         names = _names(taxonomy, pair_ids)
         sites.append(
             ConflictSite(
                 classes=names,
                 ids=pair_ids,
                 rule=taxonomy.rule_between(*names),
-                contact_length=int(mid.shape[0]),
+                contact_length=int(counts[g]),
                 bbox=tuple(
-                    (int(lo), int(hi) + 1)
-                    for lo, hi in zip(pts.min(axis=0), pts.max(axis=0), strict=True)
+                    (int(lo + o), int(hi + o) + 1)
+                    for lo, hi, o in zip(lows[:, g], highs[:, g], origin, strict=True)
                 ),
-                centroid=tuple(float(c) for c in centroid),
-                anchor=tuple(int(c) for c in anchor),
+                centroid=tuple(float(c + o) for c, o in zip(centroids[:, g], origin, strict=True)),
+                anchor=tuple(int(c + o) for c, o in zip(anchors[:, g], origin, strict=True)),
             )
         )
     sites.sort(key=lambda s: (-s.contact_length, s.ids))
