@@ -435,6 +435,9 @@ def contact_sites(
     ids = _class_ids(taxonomy)
     is_class = np.array([int(v) in ids for v in values.tolist()], dtype=bool)
 
+    # small dtypes keep the big per-contact arrays light
+    pair_dtype = np.dtype(np.uint16 if n * n <= 1 << 16 else np.int64)
+    coord_dtype = np.dtype(np.int32 if max(view.shape, default=0) < 1 << 30 else np.int64)
     pairs: list[np.ndarray] = []
     ps: list[np.ndarray] = []
     qs: list[np.ndarray] = []
@@ -452,21 +455,24 @@ def contact_sites(
         if not keep.any():
             continue
         flat, av, bv = flat[keep], av[keep], bv[keep]
-        pairs.append(np.minimum(av, bv).astype(np.int64) * n + np.maximum(av, bv))
-        start = np.array([s.start for s in src], dtype=np.int64)[:, None]
-        p = np.array(np.unravel_index(flat, a.shape), dtype=np.int64) + start
+        lo = np.minimum(av, bv).astype(pair_dtype)
+        pairs.append(lo * pair_dtype.type(n) + np.maximum(av, bv).astype(pair_dtype))
+        start = np.array([s.start for s in src], dtype=coord_dtype)[:, None]
+        p = np.array(np.unravel_index(flat, a.shape), dtype=coord_dtype) + start
         ps.append(p)
-        qs.append(p + np.array(off, dtype=np.int64)[:, None])
+        qs.append(p + np.array(off, dtype=coord_dtype)[:, None])
     if not pairs:
         return []
 
     # group the neighbour pairs by class pair; per-group statistics with ufunc.reduceat
     pair = np.concatenate(pairs)
-    order = np.argsort(pair, kind="stable")
+    order = np.argsort(pair, kind="stable")  # a radix sort for 16-bit codes
     pair = pair[order]
     P = np.concatenate(ps, axis=1)[:, order]  # (ndim, M) first pixel of each neighbour pair
     Q = np.concatenate(qs, axis=1)[:, order]  # and its neighbour
-    keys, starts, counts = np.unique(pair, return_index=True, return_counts=True)
+    starts = np.flatnonzero(np.concatenate(([True], pair[1:] != pair[:-1])))
+    keys = pair[starts].astype(np.int64)
+    counts = np.diff(np.append(starts, pair.size))
     lows = np.minimum.reduceat(np.minimum(P, Q), starts, axis=1)
     highs = np.maximum.reduceat(np.maximum(P, Q), starts, axis=1)
     centroids = np.add.reduceat((P + Q).astype(np.float64), starts, axis=1) / (2 * counts)
