@@ -6,7 +6,7 @@ import numpy as np
 
 from napari_segflow.core.taxonomy import Taxonomy
 
-__all__ = ["ExportError", "unknown_ids", "validate_labels"]
+__all__ = ["ExportError", "check_ids", "present_ids", "unknown_ids", "validate_labels"]
 
 
 class ExportError(ValueError):
@@ -55,10 +55,46 @@ def validate_labels(
             arr = arr.astype(np.int64)
         else:
             raise ExportError(f"labels must hold integers, got dtype {arr.dtype}")
-    bad = unknown_ids(arr, taxonomy)
+    check_ids(unknown_ids(arr, taxonomy), taxonomy)
+    return arr
+
+
+def present_ids(block: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer ``block`` (``bincount`` when that is cheaper).
+
+    Writers that stream large rasters call this per window and :func:`check_ids` at the end.
+
+    Examples
+    --------
+    >>> present_ids(np.array([[3, 0], [3, 7]], dtype=np.uint8))
+    array([0, 3, 7])
+    """
+    arr = np.asarray(block)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind == "b":
+        arr = arr.view(np.uint8)
+    if arr.dtype.kind == "u" and arr.dtype.itemsize <= 2:
+        return np.flatnonzero(np.bincount(arr.ravel(), minlength=1))
+    return np.unique(arr).astype(np.int64)
+
+
+def check_ids(ids, taxonomy: Taxonomy) -> None:
+    """Raise :class:`ExportError` listing the ``ids`` that are not valid in ``taxonomy``.
+
+    Examples
+    --------
+    >>> from napari_segflow.core.taxonomy import load_preset
+    >>> check_ids([0, 1, 4], load_preset("land-use"))
+    >>> check_ids([0, 9], load_preset("land-use"))
+    Traceback (most recent call last):
+    ...
+    napari_segflow.core.io.validate.ExportError: labels hold ids absent from taxonomy 'land-use': 9; nothing was written
+    """
+    valid = taxonomy.valid_ids
+    bad = sorted({int(v) for v in ids} - valid)
     if bad:
         shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
         raise ExportError(
             f"labels hold ids absent from taxonomy {taxonomy.name!r}: {shown}; nothing was written"
         )
-    return arr
