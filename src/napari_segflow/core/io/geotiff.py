@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ import numpy as np
 from napari_segflow.core.taxonomy import Taxonomy, TaxonomyError, taxonomy_from_dict
 
 from ._atomic import atomic_path
-from .validate import ExportError, check_ids, present_ids, validate_labels
+from .validate import ExportError, check_ids, invalid_ids, validate_labels
 
 __all__ = [
     "GEO_KEY",
@@ -356,6 +357,29 @@ def _affine(transform):
     return Affine(*vals)
 
 
+def _drop_mapped_pages(view) -> None:
+    """Let the kernel unmap the pages of a memmap slice that has been written out.
+
+    Pages of a file mapping count in the process's resident size until unmapped; without this a
+    40k x 40k memmap source would end the export with the whole file resident.
+    """
+    mm = getattr(view, "_mmap", None)
+    # MADV_DONTNEED is only harmless for shared mappings (data stays in the page cache)
+    if mm is None or getattr(view, "mode", "c") not in ("r", "r+") or not view.flags.c_contiguous:
+        return
+    if not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    base = np.frombuffer(mm, dtype=np.uint8)
+    start = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    size = base.size
+    del base
+    page = mmap.PAGESIZE
+    first = start // page * page
+    end = min(start + view.nbytes, size) // page * page
+    if end > first:
+        mm.madvise(mmap.MADV_DONTNEED, first, end - first)
+
+
 def _strip_rows(width: int, itemsize: int, block: int) -> int:
     per_block = max(1, block * width * itemsize)
     return block * max(1, STRIP_BYTES // per_block)
@@ -463,25 +487,26 @@ def write_geotiff(
     if taxonomy.unlabeled_id is not None:
         colormap[taxonomy.unlabeled_id] = (0, 0, 0, 0)
     rows = _strip_rows(width, max(dtype.itemsize, 1), block_size)
-    seen: set[int] = set()
-    valid = taxonomy.valid_ids
+    bad: set[int] = set()
     p = Path(path)
     with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_MB), atomic_path(p) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             for r0 in range(0, height, rows):
                 r1 = min(r0 + rows, height)
-                strip = labels[r0:r1]
-                strip = np.asarray(strip.compute() if hasattr(strip, "compute") else strip)
-                seen.update(int(v) for v in present_ids(strip))
-                if seen <= valid:  # after the first bad strip only scan, to list every bad id
+                raw = labels[r0:r1]
+                strip = np.asarray(raw.compute() if hasattr(raw, "compute") else raw)
+                bad.update(invalid_ids(strip, taxonomy))
+                if not bad:  # after the first bad strip only scan, to list every bad id
                     dst.write(
                         strip.astype(out_dtype, copy=False),
                         1,
                         window=Window(0, r0, width, r1 - r0),
                     )
+                _drop_mapped_pages(raw)
+                del raw, strip
                 if progress is not None:
                     progress(r1, height)
-            check_ids(seen, taxonomy)  # raising here discards the temporary file
+            check_ids(bad, taxonomy)  # raising here discards the temporary file
             dst.write_colormap(1, colormap)
             dst.colorinterp = [ColorInterp.palette]
             dst.update_tags(

@@ -6,7 +6,16 @@ import numpy as np
 
 from napari_segflow.core.taxonomy import Taxonomy
 
-__all__ = ["ExportError", "check_ids", "present_ids", "unknown_ids", "validate_labels"]
+__all__ = [
+    "ExportError",
+    "check_ids",
+    "invalid_ids",
+    "present_ids",
+    "unknown_ids",
+    "validate_labels",
+]
+
+_BINCOUNT_STEP = 1 << 18  # bincount casts to intp: count in slices so memory stays small
 
 
 class ExportError(ValueError):
@@ -75,8 +84,34 @@ def present_ids(block: np.ndarray) -> np.ndarray:
     if arr.dtype.kind == "b":
         arr = arr.view(np.uint8)
     if arr.dtype.kind == "u" and arr.dtype.itemsize <= 2:
-        return np.flatnonzero(np.bincount(arr.ravel(), minlength=1))
+        flat = arr.ravel()
+        counts = np.zeros(1 << (8 * arr.dtype.itemsize), dtype=np.int64)
+        for i in range(0, flat.size, _BINCOUNT_STEP):
+            counts += np.bincount(flat[i : i + _BINCOUNT_STEP], minlength=counts.size)
+        return np.flatnonzero(counts)
     return np.unique(arr).astype(np.int64)
+
+
+def invalid_ids(block: np.ndarray, taxonomy: Taxonomy) -> list[int]:
+    """Ids in ``block`` that ``taxonomy`` does not allow; fast when the block's value range
+    holds only valid ids (one min/max pass instead of a histogram).
+
+    Examples
+    --------
+    >>> from napari_segflow.core.taxonomy import load_preset
+    >>> invalid_ids(np.array([[0, 5], [2, 3]], dtype=np.uint8), load_preset("land-use"))
+    []
+    >>> invalid_ids(np.array([[0, 9], [2, 3]], dtype=np.uint8), load_preset("land-use"))
+    [9]
+    """
+    arr = np.asarray(block)
+    if arr.size == 0:
+        return []
+    lo, hi = int(arr.min()), int(arr.max())
+    valid = taxonomy.valid_ids
+    if hi - lo < 65536 and all(v in valid for v in range(lo, hi + 1)):
+        return []
+    return sorted({int(v) for v in present_ids(arr)} - valid)
 
 
 def check_ids(ids, taxonomy: Taxonomy) -> None:
