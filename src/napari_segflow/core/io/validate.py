@@ -31,9 +31,8 @@ def unknown_ids(labels: np.ndarray, taxonomy: Taxonomy) -> list[int]:
     >>> unknown_ids(np.array([[0, 1], [7, 9]]), load_preset("land-use"))
     [7, 9]
     """
-    present = np.unique(labels)
-    valid = np.fromiter(taxonomy.valid_ids, dtype=np.int64)
-    return [int(v) for v in present if v not in valid]
+    valid = taxonomy.valid_ids
+    return [int(v) for v in present_ids(labels) if int(v) not in valid]
 
 
 def validate_labels(
