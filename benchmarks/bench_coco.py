@@ -51,7 +51,10 @@ def main() -> None:
     images = [base[i % DISTINCT] for i in range(args.images)]
     n_masks = sum(len(np.unique(im)) for im in images)
 
-    masks = [np.asfortranarray((base[i % DISTINCT] == 1 + i % 4).astype(np.uint8)) for i in range(n_masks)]
+    masks = [
+        np.asfortranarray((base[i % DISTINCT] == 1 + i % 4).astype(np.uint8))
+        for i in range(n_masks)
+    ]
     rows = []
 
     t0 = time.perf_counter()
@@ -76,7 +79,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         out = write_coco(
-            {f"img{i:04d}.png": lab for i, lab in enumerate(images)}, Path(d) / "a.json", taxonomy=tax
+            {f"img{i:04d}.png": lab for i, lab in enumerate(images)},
+            Path(d) / "a.json",
+            taxonomy=tax,
         )
         rows.append(("segflow write_coco (JSON)", time.perf_counter() - t0))
         mb = out.stat().st_size / 2**20

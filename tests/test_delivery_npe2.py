@@ -107,3 +107,17 @@ def test_viewer_opens_geotiff_and_saves_labels_with_its_georeference(
     with rasterio.open(out) as got, rasterio.open(path) as src:
         assert (got.crs, got.transform) == (src.crs, src.transform)
         assert np.array_equal(got.read(1), labels.data)
+
+
+def test_large_tiles_open_lazily_as_a_pyramid(monkeypatch, shared_data):
+    from napari_segflow.core.io import geotiff as gt
+
+    monkeypatch.setattr(gt, "LAZY_PIXELS", 500 * 500)  # treat the 900x900 tile as large
+    path = str(shared_data / "spacenet_atlanta" / "sample_geotiff.tif")
+    [(data, kwargs, kind)] = get_geotiff_reader(path)(path)
+    assert kind == "image" and kwargs["multiscale"]
+    assert data[0].shape == (900, 900) and max(data[-1].shape) <= 1024
+    assert type(data[0]).__module__.startswith("dask")
+    with rasterio.open(path) as src:
+        window = src.read(1, window=rasterio.windows.Window(700, 100, 50, 60))
+    assert np.array_equal(data[0][100:160, 700:750].compute(), window)

@@ -52,6 +52,7 @@ def get_geotiff_reader(path):
 def _read_geotiff(path):
     from .core.io.geotiff import (
         GEO_KEY,
+        geotiff_info,
         read_geotiff,
         read_geotiff_labels,
         read_geotiff_taxonomy,
@@ -61,7 +62,7 @@ def _read_geotiff(path):
     name = Path(path).stem
     if taxonomy is not None:
         data = read_geotiff_labels(path)
-        info = read_geotiff(path, lazy=True).info
+        info = geotiff_info(path)
         kwargs = labels_layer_kwargs(taxonomy, metadata={GEO_KEY: info})
         kwargs.update(name=name, multiscale=isinstance(data, list))
         return [(data, kwargs, "labels")]

@@ -223,3 +223,27 @@ def test_info_of_plain_tiff_is_not_georeferenced(atlanta):
     folder, _ = atlanta
     assert not gt.is_georeferenced(geotiff_info(folder / "sample_fp_mask_from_geojson.tif"))
     assert gt.is_georeferenced(geotiff_info(folder / "sample_geotiff.tif"))
+
+
+def test_dask_source_is_read_once_strip_by_strip(monkeypatch, atlanta, tmp_path):
+    folder, mask = atlanta
+    monkeypatch.setattr(gt, "STRIP_BYTES", 128 * 900)  # strips of 128 rows = one chunk row
+    calls = []
+
+    def chunk(block, block_info=None):
+        calls.append(block_info[0]["array-location"][0][0])
+        return block
+
+    lazy = da.from_array(mask, chunks=(128, 450)).map_blocks(chunk, dtype=mask.dtype)
+    write_geotiff(
+        lazy,
+        tmp_path / "o.tif",
+        like=folder / "sample_geotiff.tif",
+        taxonomy=BUILDINGS,
+        block_size=64,
+    )
+    # each chunk computed exactly once, in row order: never the whole array at once
+    assert sorted(calls) == sorted(r for r in range(0, 900, 128) for _ in range(2))
+    assert calls == sorted(calls)
+    with rasterio.open(tmp_path / "o.tif") as got:
+        assert np.array_equal(got.read(1), mask)

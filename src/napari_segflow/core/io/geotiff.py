@@ -433,13 +433,15 @@ def write_geotiff(
     from rasterio.enums import ColorInterp, Resampling
     from rasterio.windows import Window
 
-    shape = tuple(getattr(labels, "shape", np.shape(labels)))
+    if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
+        labels = np.asarray(labels)  # lists and the like; array-likes are never loaded whole
+    shape = tuple(labels.shape)
     if len(shape) != 2:
         raise ExportError(f"a GeoTIFF class raster must be 2D, got shape {shape}")
     height, width = (int(n) for n in shape)
     if height == 0 or width == 0:
         raise ExportError("labels are empty")
-    dtype = np.dtype(getattr(labels, "dtype", np.asarray(labels).dtype))
+    dtype = np.dtype(labels.dtype)
     if dtype.kind not in "iub":
         if not isinstance(labels, np.ndarray):
             raise ExportError(f"labels must hold integers, got dtype {dtype}")
