@@ -47,7 +47,7 @@ TAXONOMY_TAG = "SEGFLOW_TAXONOMY"
 #: Rasters with more pixels than this open lazily (dask pyramid) unless asked otherwise.
 LAZY_PIXELS = 4096 * 4096
 #: Bytes of labels held in memory at once while writing.
-STRIP_BYTES = 64 * 2**20
+STRIP_BYTES = 16 * 2**20
 #: GDAL block cache while writing (MB): dirty tiles are flushed, not hoarded.
 WRITE_CACHE_MB = 128
 
@@ -483,7 +483,6 @@ def write_geotiff(
         "compress": "deflate",
         "interleave": "band",
         "bigtiff": "IF_SAFER",
-        "num_threads": "ALL_CPUS",
     }
     colormap = {c.id: (*c.color, 255) for c in taxonomy.classes}
     if taxonomy.unlabeled_id is not None:
