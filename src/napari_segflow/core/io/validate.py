@@ -63,7 +63,7 @@ def validate_labels(
             arr = arr.astype(np.int64)
         else:
             raise ExportError(f"labels must hold integers, got dtype {arr.dtype}")
-    check_ids(unknown_ids(arr, taxonomy), taxonomy)
+    check_ids(invalid_ids(arr, taxonomy), taxonomy)
     return arr
 
 
