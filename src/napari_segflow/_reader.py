@@ -28,3 +28,83 @@ def get_png_labels_reader(path):
         return [(data, kwargs, "labels")]
 
     return _read
+
+
+def get_geotiff_reader(path):
+    """Reader for georeferenced TIFFs: class rasters written by segflow open as Labels, other
+    GeoTIFFs as images (RGB when the bands allow, 16-bit bands stretched, large ones lazily).
+
+    Returns ``None`` for TIFFs without georeference so napari's own TIFF reader handles them.
+    """
+    from .core.io.geotiff import geotiff_info, is_georeferenced
+
+    if not isinstance(path, str) or not path.lower().endswith((".tif", ".tiff")):
+        return None
+    try:
+        info = geotiff_info(path)
+    except ValueError:
+        return None
+    if not is_georeferenced(info):
+        return None
+    return _read_geotiff
+
+
+def _read_geotiff(path):
+    from .core.io.geotiff import (
+        GEO_KEY,
+        geotiff_info,
+        read_geotiff,
+        read_geotiff_labels,
+        read_geotiff_taxonomy,
+    )
+
+    taxonomy = read_geotiff_taxonomy(path)
+    name = Path(path).stem
+    if taxonomy is not None:
+        data = read_geotiff_labels(path)
+        info = geotiff_info(path)
+        kwargs = labels_layer_kwargs(taxonomy, metadata={GEO_KEY: info})
+        kwargs.update(name=name, multiscale=isinstance(data, list))
+        return [(data, kwargs, "labels")]
+    image = read_geotiff(path)
+    kwargs = {
+        "name": name,
+        "metadata": {GEO_KEY: image.info},
+        "rgb": image.rgb,
+        "multiscale": image.multiscale,
+    }
+    if image.contrast_limits is not None:
+        kwargs["contrast_limits"] = list(image.contrast_limits)
+    if image.info["count"] > 1 and not image.rgb:
+        kwargs["channel_axis"] = 0
+        kwargs["metadata"] = [{GEO_KEY: image.info}] * image.info["count"]
+        kwargs["name"] = [f"{name} band {i + 1}" for i in range(image.info["count"])]
+    return [(image.data, kwargs, "image")]
+
+
+def get_coco_reader(path):
+    """Reader for COCO JSON files (RLE or polygons): one Labels layer per image."""
+    if not isinstance(path, str) or not path.lower().endswith(".json"):
+        return None
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
+        return None
+    return _read_coco
+
+
+def _read_coco(path):
+    from .core.io.coco import read_coco, read_coco_taxonomy
+
+    taxonomy = read_coco_taxonomy(path)
+    layers = []
+    for image_name, labels in read_coco(path).items():
+        kwargs = labels_layer_kwargs(taxonomy) if taxonomy is not None else {}
+        kwargs["name"] = Path(image_name).stem
+        layers.append((labels, kwargs, "labels"))
+    return layers

@@ -1,63 +1,199 @@
-"""``segflow export``: write label images in delivery formats."""
+"""``segflow export``: write label images in delivery formats (PNG, COCO RLE, GeoTIFF, NIfTI)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from napari_segflow.core.io import png_paths, read_png, write_png
-from napari_segflow.core.taxonomy import load_taxonomy
+from napari_segflow.core.io.validate import ExportError
+from napari_segflow.core.provenance import pending_count, read_provenance
+from napari_segflow.core.taxonomy import Taxonomy, load_taxonomy
 
-FORMATS = {"png"}
+FORMATS = ("png", "coco", "geotiff", "nifti")
+_SUFFIX = {"coco": ".json", "geotiff": ".tif", "nifti": ".nii.gz"}
 
 
-def read_labels(path: Path):
-    """Read a label image by extension (PNG here; other formats register with the readers)."""
-    suffix = path.suffix.lower()
-    if suffix == ".png":
-        return read_png(path)
-    if suffix in (".tif", ".tiff"):
+@dataclass
+class LabelInput:
+    """One label image named on the command line, with what its file says about its geometry."""
+
+    path: Path
+    name: str
+    labels: Any
+    georef: dict | None = None  # geotiff_info of a georeferenced input
+    affine: np.ndarray | None = None  # NIfTI input
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".tiff", ".tif", ".png", ".npy", ".json"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def read_labels(path: Path) -> list[LabelInput]:
+    """Read a label file by extension: PNG, TIFF/GeoTIFF, NPY, NIfTI, or COCO JSON (one per image)."""
+    name = path.name.lower()
+    if name.endswith(".png"):
+        return [LabelInput(path, _stem(path), read_png(path))]
+    if name.endswith((".tif", ".tiff")):
+        from napari_segflow.core.io.geotiff import geotiff_info, is_georeferenced
+
+        info = geotiff_info(path)
+        if is_georeferenced(info):
+            import rasterio
+
+            with rasterio.open(path) as src:
+                return [LabelInput(path, _stem(path), src.read(1), georef=info)]
         import tifffile
 
-        return tifffile.imread(path)
-    if suffix == ".npy":
-        import numpy as np
+        return [LabelInput(path, _stem(path), tifffile.imread(path))]
+    if name.endswith(".npy"):
+        return [LabelInput(path, _stem(path), np.load(path, mmap_mode="r"))]
+    if name.endswith((".nii", ".nii.gz")):
+        from napari_segflow.core.io.nifti import read_nifti
 
-        return np.load(path)
-    raise ValueError(f"{path}: unsupported label file type {suffix!r}")
+        vol = read_nifti(path)
+        return [LabelInput(path, _stem(path), vol.data, affine=vol.affine)]
+    if name.endswith(".json"):
+        from napari_segflow.core.io.coco import read_coco
+
+        return [LabelInput(path, _stem(Path(k)), v) for k, v in read_coco(path).items()]
+    raise ValueError(f"{path}: unsupported label file type {path.suffix!r}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export label images (PNG class-index masks, ...)")
-    p.add_argument("inputs", nargs="+", type=Path, help="label images (PNG, TIFF, NPY)")
-    p.add_argument("--format", default="png", help="output format (png)")
-    p.add_argument("--taxonomy", required=True, help="taxonomy file or preset name")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--color", action="store_true", help="also write colour previews")
+    p = sub.add_parser(
+        "export",
+        help="export label images as PNG, COCO RLE, GeoTIFF or NIfTI",
+        description="Validate label images against a taxonomy and write them in a delivery format. "
+        "Ids absent from the taxonomy are refused; AI pixels nobody confirmed (provenance sidecar "
+        "<input>.provenance.npz) give a warning, or refuse the input with --require-confirmed.",
+    )
     p.add_argument(
-        "--cityscapes", action="store_true", help="name files <stem>_gtFine_labelIds.png"
+        "inputs", nargs="+", type=Path, help="label images (PNG, TIFF/GeoTIFF, NPY, NIfTI, COCO)"
+    )
+    p.add_argument("--format", default="png", choices=FORMATS, help="output format (png)")
+    p.add_argument("--taxonomy", required=True, help="taxonomy file or preset name")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder; or the output file for coco (all inputs in one .json) and for one "
+        "geotiff/nifti input",
+    )
+    p.add_argument(
+        "--like",
+        help="source image whose georeference (GeoTIFF) or affine (NIfTI) the output copies",
+    )
+    p.add_argument(
+        "--require-confirmed",
+        action="store_true",
+        help="refuse inputs with unconfirmed AI pixels instead of warning",
+    )
+    p.add_argument("--instances", action="store_true", help="coco: one annotation per component")
+    p.add_argument("--color", action="store_true", help="png: also write colour previews")
+    p.add_argument(
+        "--cityscapes", action="store_true", help="png: name files <stem>_gtFine_labelIds.png"
     )
     p.set_defaults(func=run)
 
 
+def check_provenance(item: LabelInput, *, require_confirmed: bool) -> None:
+    """Warn about (or refuse) AI-made pixels nobody confirmed, from the input's sidecar."""
+    pending = pending_count(read_provenance(item.path))
+    if not pending:
+        return
+    msg = f"{item.path}: {pending} AI-labelled pixels are not confirmed"
+    if require_confirmed:
+        raise ExportError(f"{msg}; confirm them or drop --require-confirmed")
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def _destination(args: argparse.Namespace, item: LabelInput, single: bool) -> Path:
+    suffix = _SUFFIX[args.format]
+    out: Path = args.out
+    if single and out.name.lower().endswith((suffix, ".tiff", ".nii")):
+        return out
+    return out / f"{item.name}{suffix}"
+
+
+def _write_one(args: argparse.Namespace, item: LabelInput, taxonomy: Taxonomy, single: bool):
+    if args.format == "png":
+        index_path, color_path = png_paths(args.out, item.name, cityscapes=args.cityscapes)
+        return write_png(
+            item.labels,
+            index_path,
+            taxonomy=taxonomy,
+            color_path=color_path if args.color else None,
+        )
+    dest = _destination(args, item, single)
+    if args.format == "geotiff":
+        from napari_segflow.core.io.geotiff import write_geotiff
+
+        like = args.like if args.like else item.georef
+        if like is None:
+            raise ExportError(
+                f"{item.path} has no georeference: pass --like <georeferenced source image>"
+            )
+        return [write_geotiff(item.labels, dest, like=like, taxonomy=taxonomy)]
+    from napari_segflow.core.io.nifti import read_nifti, write_nifti
+
+    affine = read_nifti(args.like).affine if args.like else item.affine
+    if affine is None:
+        print(
+            f"warning: {item.path}: no --like volume, writing an identity affine", file=sys.stderr
+        )
+    return [write_nifti(item.labels, dest, affine=affine, taxonomy=taxonomy)]
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.format not in FORMATS:
-        raise ValueError(f"unknown format {args.format!r}; choose from {sorted(FORMATS)}")
     taxonomy = load_taxonomy(args.taxonomy)
+    items: list[LabelInput] = []
     failed = 0
     for path in args.inputs:
         try:
-            labels = read_labels(path)
-            index_path, color_path = png_paths(args.out, path.stem, cityscapes=args.cityscapes)
-            written = write_png(
-                labels,
-                index_path,
-                taxonomy=taxonomy,
-                color_path=color_path if args.color else None,
-            )
+            for item in read_labels(path):
+                check_provenance(item, require_confirmed=args.require_confirmed)
+                items.append(item)
         except (ValueError, OSError) as exc:
             failed += 1
             print(f"{path}: {exc}")
+
+    if args.format == "coco":
+        # one file for every image: any refused input means nothing is written
+        if failed:
+            print(f"{args.out}: not written ({failed} input(s) refused)")
+            return 1
+        from napari_segflow.core.io.coco import write_coco
+
+        out = args.out if args.out.suffix.lower() == ".json" else args.out / "annotations.json"
+        names = [i.path.name if i.path.suffix.lower() != ".json" else i.name for i in items]
+        if len(set(names)) != len(names):
+            raise ValueError("two inputs have the same file name; COCO image names must differ")
+        write_coco(
+            dict(zip(names, (i.labels for i in items), strict=True)),
+            out,
+            taxonomy=taxonomy,
+            instances=args.instances,
+        )
+        print(f"{len(items)} image(s) -> {out}")
+        return 0
+
+    single = len(items) == 1
+    for item in items:
+        try:
+            written = _write_one(args, item, taxonomy, single)
+        except (ValueError, OSError) as exc:
+            failed += 1
+            print(f"{item.path}: {exc}")
             continue
-        print(f"{path} -> {', '.join(map(str, written))}")
+        print(f"{item.path} -> {', '.join(map(str, written))}")
     return 1 if failed else 0
