@@ -17,7 +17,9 @@ Pipeline, vectorised over every object of an image at once:
    that is DP at the smallest tolerance whose polygon fits the budget (the bisection over the
    tolerance is exact here because the importances are sorted once). Holes and extra parts
    compete for the same budget: their vertices count, and a ring that does not fit is dropped
-   (its area is then lost, which the IoU shows).
+   (its area is then lost, which the IoU shows). DP is not monotone (a vertex more can fit
+   worse), so the report's polygon for budget k is the best of the DP polygons at its budgets
+   up to k.
 3. **Rasterisation** on the same grid: a pixel belongs to the polygon when its centre is inside
    by the even-odd rule; a centre exactly on an edge follows the top-left rule (inside on a left
    or top edge, outside on a right or bottom edge), as in OpenGL/Direct3D. Because every vertex
@@ -581,6 +583,10 @@ def simplify_mask(mask: np.ndarray, budget: int | None) -> list[np.ndarray]:
 class ObjectResult:
     """One object's polygon versions, one entry per budget of the report.
 
+    The polygon for budget ``k`` is the best (highest IoU) of the ranked Douglas-Peucker
+    polygons at the report's budgets ``<= k``; ``simplified_at`` names that budget, so
+    ``TracedObjects.rings(simplified_at[i], object_id)`` gives the polygon back.
+
     ``max_deviation`` is the symmetric Hausdorff distance in pixels between the boundary
     pixels of the mask and of the rasterised polygon (the polygon's whole extent counts when it
     covers no pixel at all).
@@ -597,6 +603,7 @@ class ObjectResult:
     iou: tuple[float, ...]
     boundary_iou: tuple[float, ...]
     max_deviation: tuple[float, ...]
+    simplified_at: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -850,12 +857,22 @@ def _image_objects(
         r0, c0, r1, c1 = traced.bbox[o]
         gt = (objects[r0:r1, c0:c1] == o).astype(np.uint8)
         ratio = band / math.hypot(*gt.shape)
-        ious, bious, devs = [], [], []
-        for raster in rasters:
-            pred = raster[o].astype(np.uint8)
-            ious.append(float(per_class_iou(gt, pred, n_classes=2)[1]))
-            bious.append(float(boundary_iou(gt, pred, dilation_ratio=ratio, n_classes=2)[1]))
-            devs.append(_hausdorff(gt.astype(bool), pred.astype(bool)))
+        preds = [raster[o] for raster in rasters]
+        ious = []
+        for pred in preds:
+            same = np.array_equal(gt, pred)  # the budget holds the exact outline
+            ious.append(1.0 if same else float(per_class_iou(gt, pred, n_classes=2)[1]))
+        # DP is not monotone: more vertices can fit worse. At budget k the polygon is the best
+        # of those at budgets <= k (ties go to the fewer vertices): it has at most k vertices too.
+        choice = [int(np.argmax(ious[: i + 1])) for i in range(len(budgets))]
+        extra: dict[int, tuple[float, float]] = {}
+        for j in set(choice):
+            if ious[j] == 1.0:
+                extra[j] = (1.0, 0.0)
+            else:
+                pred = preds[j].astype(np.uint8)
+                biou = boundary_iou(gt, pred, dilation_ratio=ratio, n_classes=2)[1]
+                extra[j] = (float(biou), _hausdorff(gt.astype(bool), preds[j]))
         out.append(
             ObjectResult(
                 image=image,
@@ -865,10 +882,11 @@ def _image_objects(
                 parts=int(parts[o]),
                 holes=int(holes[o]),
                 exact_vertices=int(exact[o]),
-                vertices=tuple(int(c[o]) for c in counts),
-                iou=tuple(ious),
-                boundary_iou=tuple(bious),
-                max_deviation=tuple(devs),
+                vertices=tuple(int(counts[j][o]) for j in choice),
+                iou=tuple(ious[j] for j in choice),
+                boundary_iou=tuple(extra[j][0] for j in choice),
+                max_deviation=tuple(extra[j][1] for j in choice),
+                simplified_at=tuple(budgets[j] for j in choice),
             )
         )
     return out
