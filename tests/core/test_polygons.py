@@ -205,6 +205,8 @@ def _check_report(rep, name):
     k = cls.sufficient_budget
     i = rep.budgets.index(k)
     assert cls.fraction_reaching[i] >= rep.object_fraction
+    assert cls.iou_reached[i] >= rep.iou_target
+    assert i == 0 or cls.iou_reached[i - 1] < rep.iou_target
     assert i == 0 or cls.fraction_reaching[i - 1] < rep.object_fraction
     assert all(np.diff(cls.median_iou) >= 0)
     return cls
