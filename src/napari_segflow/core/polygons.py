@@ -52,11 +52,15 @@ __all__ = [
     "ClassSufficiency",
     "ObjectResult",
     "PolygonReport",
+    "ReportRing",
     "TracedObjects",
     "object_map",
+    "measure_objects",
     "polygon_sufficiency",
     "rasterize_rings",
+    "report_rings",
     "simplify_mask",
+    "summarize",
     "trace_objects",
 ]
 
@@ -245,13 +249,17 @@ class TracedObjects:
 
     def rings(self, budget: int | None, obj: int) -> list[np.ndarray]:
         """The rings of object ``obj`` at ``budget`` as ``(n, 2)`` arrays (not closed)."""
+        return [ring for ring, _ in self.rings_and_holes(budget, obj)]
+
+    def rings_and_holes(self, budget: int | None, obj: int) -> list[tuple[np.ndarray, bool]]:
+        """Like :meth:`rings`, each ring with whether it is a hole."""
         sel = self.selected(budget)
         out = []
         for r in np.flatnonzero(self.ring_object == obj):
             s, e = self.ring_start[r], self.ring_start[r + 1]
             ring = self.vertices[s:e][sel[s:e]]
             if len(ring) >= 4:  # three corners plus the closing vertex
-                out.append(ring[:-1])
+                out.append((ring[:-1], bool(self.ring_is_hole[r])))
         return out
 
     def rasterize(self, budget: int | None) -> list[np.ndarray]:
@@ -783,11 +791,47 @@ def polygon_sufficiency(
         if cancel is not None and cancel():
             raise RuntimeError("polygon check cancelled")
         objects_out.extend(
-            _image_objects(labels, n_done, class_ids, budgets, dilation_ratio, instance_class)
+            measure_objects(
+                labels,
+                class_ids,
+                image=n_done,
+                budgets=budgets,
+                dilation_ratio=dilation_ratio,
+                instance_class=instance_class,
+            )
         )
         if progress is not None:
             progress(n_done + 1, len(images))
+    return summarize(
+        objects_out,
+        class_ids,
+        class_names=names,
+        budgets=budgets,
+        iou_target=iou_target,
+        object_fraction=object_fraction,
+        dilation_ratio=dilation_ratio,
+        n_images=len(images),
+    )
 
+
+def summarize(
+    objects: Sequence[ObjectResult],
+    class_ids: Sequence[int],
+    *,
+    class_names: Sequence[str] | None = None,
+    budgets: Sequence[int] = DEFAULT_BUDGETS,
+    iou_target: float = 0.95,
+    object_fraction: float = 0.9,
+    dilation_ratio: float = 0.02,
+    n_images: int = 1,
+) -> PolygonReport:
+    """The per-class verdicts and costs from :func:`measure_objects` results.
+
+    ``budgets`` and ``dilation_ratio`` must be those the objects were measured with.
+    """
+    budgets = tuple(sorted({int(k) for k in budgets}))
+    objects_out = list(objects)
+    names = list(class_names) if class_names is not None else [str(c) for c in class_ids]
     classes = []
     mask_total = poly_total = 0
     for cid, name in zip(class_ids, names, strict=True):
@@ -831,7 +875,7 @@ def polygon_sufficiency(
         iou_target=float(iou_target),
         object_fraction=float(object_fraction),
         dilation_ratio=float(dilation_ratio),
-        n_images=len(images),
+        n_images=int(n_images),
         classes=tuple(classes),
         objects=tuple(objects_out),
         mask_cost=mask_total,
@@ -840,14 +884,23 @@ def polygon_sufficiency(
     )
 
 
-def _image_objects(
+def measure_objects(
     labels: np.ndarray,
-    image: int,
     class_ids: Sequence[int],
-    budgets: tuple[int, ...],
-    dilation_ratio: float,
-    instance_class: int | None,
+    *,
+    image: int = 0,
+    budgets: Sequence[int] = DEFAULT_BUDGETS,
+    dilation_ratio: float = 0.02,
+    instance_class: int | None = None,
 ) -> list[ObjectResult]:
+    """Polygon versions of every object of one 2D label image, scored against the mask.
+
+    See :func:`polygon_sufficiency` for the parameters; ``image`` is the number recorded in
+    each result. Objects are numbered as :func:`object_map` numbers them.
+    """
+    budgets = tuple(sorted({int(k) for k in budgets}))
+    if not budgets or budgets[0] < 3:
+        raise ValueError(f"vertex budgets must be integers >= 3, got {budgets}")
     objects, object_class = object_map(labels, class_ids, instance_class=instance_class)
     traced = trace_objects(objects)
     n = traced.n_objects
@@ -897,4 +950,42 @@ def _image_objects(
                 simplified_at=tuple(budgets[j] for j in choice),
             )
         )
+    return out
+
+
+@dataclass(frozen=True)
+class ReportRing:
+    """One ring of a report polygon, for display (napari ``(row, col)`` coordinates)."""
+
+    vertices: np.ndarray
+    object_id: int
+    class_id: int
+    hole: bool
+    iou: float
+
+
+def report_rings(
+    labels: np.ndarray,
+    results: Sequence[ObjectResult],
+    budget: int,
+    budgets: Sequence[int],
+    *,
+    class_ids: Sequence[int],
+    instance_class: int | None = None,
+) -> list[ReportRing]:
+    """The rings of the report's ``budget`` polygons for the objects of one image.
+
+    ``results`` are that image's :class:`ObjectResult` (from :func:`measure_objects` with the
+    same ``budgets``, ``class_ids`` and ``instance_class``).
+    """
+    budgets = tuple(sorted({int(k) for k in budgets}))
+    if budget not in budgets:
+        raise ValueError(f"budget {budget} is not one of the report's budgets {budgets}")
+    i = budgets.index(budget)
+    objects, _ = object_map(labels, class_ids, instance_class=instance_class)
+    traced = trace_objects(objects)
+    out = []
+    for res in results:
+        for ring, hole in traced.rings_and_holes(res.simplified_at[i], res.object_id):
+            out.append(ReportRing(ring, res.object_id, res.class_id, hole, res.iou[i]))
     return out
