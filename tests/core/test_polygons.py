@@ -249,3 +249,12 @@ def test_mr_organ_slices(shared_data):
     liver = _check_report(rep, "liver")
     assert liver.n_objects >= 5
     assert {c.name for c in rep.classes} <= set(names["total_mr"].values())
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64])
+def test_instance_ids_are_renumbered(dtype):
+    big = 70000 if dtype == np.int64 else 200
+    inst = np.array([[0, big, big], [5, 0, big]], dtype=dtype)
+    objects, cls = object_map(inst, [3], instance_class=3)
+    np.testing.assert_array_equal(objects, [[0, 2, 2], [1, 0, 2]])
+    assert cls.tolist() == [-1, 3, 3]

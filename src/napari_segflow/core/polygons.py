@@ -159,21 +159,25 @@ def object_map(
     if labels.dtype.kind not in "iub":
         raise ValueError(f"label images must hold integers, got dtype {labels.dtype}")
     if instance_class is not None:
-        _, inverse = np.unique(labels, return_inverse=True)
-        objects = inverse.reshape(labels.shape).astype(np.int32)
-        if not (labels == 0).any():
-            objects += 1  # no background at all: every value is an instance
-        n = int(objects.max(initial=0))
-        return objects, np.array([-1] + [int(instance_class)] * n, dtype=np.int64)
+        ids = np.unique(labels)
+        ids = ids[ids != 0]
+        if ids.size and labels.dtype.itemsize <= 2 and ids.min() >= 0:
+            lut = np.zeros(int(ids.max()) + 1, dtype=np.int32)  # small ids: one lookup
+            lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
+            objects = lut[labels]
+        else:
+            objects = np.searchsorted(ids, labels).astype(np.int32) + 1
+            objects[labels == 0] = 0
+        return objects, np.array([-1] + [int(instance_class)] * ids.size, dtype=np.int64)
     objects = np.zeros(labels.shape, dtype=np.int32)
     classes = [-1]
     eight = np.ones((3, 3), dtype=bool)
-    present = set(np.unique(labels).tolist())
     for cid in class_ids:
-        if int(cid) not in present:
-            continue
         comp, n = ndimage.label(labels == cid, structure=eight)
-        objects[comp > 0] = comp[comp > 0] + (len(classes) - 1)
+        if n == 0:
+            continue
+        where = comp > 0
+        objects[where] = comp[where] + (len(classes) - 1)
         classes += [int(cid)] * n
     return objects, np.array(classes, dtype=np.int64)
 
@@ -347,11 +351,10 @@ def trace_objects(objects: np.ndarray) -> TracedObjects:
     objects = np.asarray(objects)
     if objects.ndim != 2:
         raise ValueError(f"objects must be 2D, got shape {objects.shape}")
+    if objects.dtype.kind not in "iu":
+        raise ValueError(f"objects must hold integers, got dtype {objects.dtype}")
     n_obj = int(objects.max(initial=0))
     bbox = np.zeros((n_obj + 1, 4), dtype=np.int64)
-    for k, sl in enumerate(ndimage.find_objects(objects.astype(np.int32, copy=False)), start=1):
-        if sl is not None:
-            bbox[k] = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
     start, dirs, obj, nc = _trace_edges(objects)
     n_edges = start.size
     if n_edges == 0:
@@ -362,6 +365,19 @@ def trace_objects(objects: np.ndarray) -> TracedObjects:
     key = obj * (nc * (objects.shape[0] + 3)) + start
     order = np.lexsort((dirs, key))
     skey = key[order]
+    # bounding boxes from the corners: every corner of an outline starts one of its edges
+    sobj = obj[order]
+    grp = np.flatnonzero(np.r_[True, sobj[1:] != sobj[:-1]])
+    ys, xs = start[order] // nc - 1, start[order] % nc - 1
+    bbox[sobj[grp]] = np.stack(
+        [
+            np.minimum.reduceat(ys, grp),
+            np.minimum.reduceat(xs, grp),
+            np.maximum.reduceat(ys, grp),
+            np.maximum.reduceat(xs, grp),
+        ],
+        axis=1,
+    )
     want = obj * (nc * (objects.shape[0] + 3)) + end
     lo = np.searchsorted(skey, want, side="left")
     hi = np.searchsorted(skey, want, side="right")
