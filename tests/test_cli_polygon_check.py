@@ -70,3 +70,24 @@ def test_polygon_check_user_errors_are_one_line(tmp_path, capsys):
         main(
             ["polygon-check", "--taxonomy", "nuclei", "--budgets", "2,10", str(tmp_path / "i.tif")]
         )
+
+
+def test_polygon_check_without_objects(tmp_path, capsys):
+    np.save(tmp_path / "empty.npy", np.zeros((8, 8), np.uint8))
+    assert (
+        main(
+            [
+                "polygon-check",
+                "--taxonomy",
+                "nuclei",
+                "--out",
+                str(tmp_path),
+                str(tmp_path / "empty.npy"),
+            ]
+        )
+        == 0
+    )
+    assert "no objects of the requested classes" in capsys.readouterr().out
+    data = json.loads((tmp_path / "polygon_check.json").read_text())
+    assert data["classes"] == [] and data["cost_ratio"] is None
+    assert (tmp_path / "polygon_check.html").is_file()

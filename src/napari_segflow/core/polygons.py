@@ -764,6 +764,9 @@ class PolygonReport:
         for c in self.classes:
             cells = "".join(f"{f:>7.2f}" for f in c.fraction_reaching)
             lines.append(f"{c.name[:21]:<22}{c.n_objects:>8}{cells}  {c.verdict}")
+        if not self.classes:
+            lines.append("no objects of the requested classes in these images")
+            return "\n".join(lines)
         lines.append(
             f"annotation cost with polygons where they suffice: {self.polygon_cost:,} vertices "
             f"vs {self.mask_cost:,} for exact masks (ratio {self.cost_ratio:.2f})"
