@@ -14,7 +14,15 @@ from collections.abc import Sequence
 
 from napari_segflow import __version__
 
-_COMMANDS = ["taxonomy", "export", "gui", "calibrate", "qa", "rules_check"]
+_COMMANDS = [
+    "taxonomy",
+    "export",
+    "gui",
+    "calibrate",
+    "qa",
+    "rules_check",
+    "polygon_check",
+]
 
 
 class UserError(Exception):
