@@ -96,3 +96,13 @@ def test_folders_mode_with_image_choice(setup, tmp_path):
     # only ana labelled "right": nobody to disagree with
     assert layer.metadata["segflow_image"] == "right"
     assert not layer.data.any()
+
+
+def test_polygon_check_button_docks_the_polygon_widget(make_napari_viewer):
+    from napari_segflow.widgets.calibration import CalibrationWidget
+    from napari_segflow.widgets.polygons import PolygonCheckWidget
+
+    viewer = make_napari_viewer()
+    widget = CalibrationWidget(viewer)
+    opened = widget.open_polygon_check()
+    assert isinstance(opened, PolygonCheckWidget)

@@ -92,3 +92,23 @@ def test_widget_picks_up_taxonomy_of_selected_layer(make_napari_viewer):
     widget = TaxonomyWidget(viewer)
     assert widget.taxonomy == load_preset("crop-weed")
     assert widget._classes.count() == 4
+
+
+def test_new_labels_layer_inherits_source_geometry(viewer_and_widget, shared_data):
+    from napari_segflow._reader import get_geotiff_reader
+
+    viewer, widget = viewer_and_widget
+    path = str(shared_data / "spacenet_atlanta" / "sample_geotiff.tif")
+    reader = get_geotiff_reader(path)
+    (image,) = [viewer.add_layer(napari_layer(d)) for d in reader(path)]
+    widget.reset_choices()
+    widget.load("land-use")
+    labels = widget.create_labels_layer(image)
+    assert labels.metadata["geotiff"] == image.metadata["geotiff"]
+    assert get_taxonomy(labels).name == "land-use"
+
+
+def napari_layer(layer_data):
+    from napari.layers import Layer
+
+    return Layer.create(*layer_data)

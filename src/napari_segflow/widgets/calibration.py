@@ -98,6 +98,10 @@ class CalibrationWidget(QWidget):
         self._image = ComboBox(label="disagreement of", choices=[])
         self._folder = FileEdit(label="report folder", mode="d")
         self._save = QPushButton("Save report (JSON, CSV, HTML)")
+        self._polygons = QPushButton("Polygon check...")
+        self._polygons.setToolTip(
+            "Would k-vertex polygons do as well as pixel masks? Opens the Polygon check dock."
+        )
 
         self._annotators.native.setMaximumHeight(110)
         self._form = Container(
@@ -123,6 +127,7 @@ class CalibrationWidget(QWidget):
         layout.addWidget(self._tabs, stretch=2)
         layout.addWidget(self._folder_form.native)
         layout.addWidget(self._save)
+        layout.addWidget(self._polygons)
 
         self._source.changed.connect(self._on_source)
         self._image.changed.connect(self._on_image)
@@ -130,6 +135,7 @@ class CalibrationWidget(QWidget):
         self._run.clicked.connect(self._on_run)
         self._stop.clicked.connect(self._on_cancel)
         self._save.clicked.connect(self._on_save)
+        self._polygons.clicked.connect(self.open_polygon_check)
         self.viewer.layers.events.inserted.connect(self.reset_choices)
         self.viewer.layers.events.removed.connect(self.reset_choices)
         self.reset_choices()
@@ -381,3 +387,10 @@ class CalibrationWidget(QWidget):
             show_error(f"Could not write the report: {exc}")
             return
         show_info(f"Wrote {', '.join(p.name for p in paths.values())} to {folder}")
+
+    def open_polygon_check(self):
+        """Dock the Polygon check widget (the polygon sufficiency report) beside this one."""
+        _dock, widget = self.viewer.window.add_plugin_dock_widget(
+            "napari-segflow", "Polygon check"
+        )
+        return widget

@@ -161,7 +161,8 @@ class TaxonomyWidget(QWidget):
             show_error("Choose an image layer first.")
             return None
         shape = image_layer.data.shape[:-1] if image_layer.rgb else image_layer.data.shape
-        kwargs = labels_layer_kwargs(self.taxonomy)
+        # the labels inherit the image's georeference / affine so writers keep the source geometry
+        kwargs = labels_layer_kwargs(self.taxonomy, metadata=dict(image_layer.metadata))
         layer = self.viewer.add_labels(
             new_labels_data(tuple(shape), self.taxonomy),
             name=f"{image_layer.name} labels",
