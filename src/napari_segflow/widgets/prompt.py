@@ -60,6 +60,11 @@ _POS, _NEG = (0.1, 0.9, 0.2, 1.0), (1.0, 0.2, 0.2, 1.0)
 KEYS = {"accept": "a", "reject": "x", "next_candidate": "c", "toggle_polarity": "n"}
 
 
+def _camera(viewer):
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9 moved the camera to viewer.scene
+    return scene.camera if scene is not None else viewer.camera
+
+
 def _model_names() -> tuple[str, ...]:
     from napari_segflow.core.segment import available_models
 
@@ -90,6 +95,7 @@ class PromptWidget(QWidget):
         self._candidate = 0
         self._last_box: tuple | None = None
         self._tracked = None
+        self.preview = None
         self.regions: list[ProvenanceRegion] = []
 
         try:
@@ -159,7 +165,6 @@ class PromptWidget(QWidget):
 
         self.points = self._make_points()
         self.box = self._make_box()
-        self.preview = None
 
         self._embed_timer.timeout.connect(self.refresh_embedding)
         self._pending_timer.timeout.connect(self.refresh_pending)
@@ -210,9 +215,9 @@ class PromptWidget(QWidget):
         if layer is None:
             return []
         tax = get_taxonomy(layer)
-        if tax is None:
-            label = int(layer.selected_label)
-            return [(f"label {label}", label)]
+        if tax is None:  # plain label values when the layer has no taxonomy
+            top = max(9, int(layer.selected_label))
+            return [(f"label {i}", i) for i in range(1, top + 1)]
         return [(f"{c.id}  {c.name}", c.id) for c in tax.classes]
 
     def reset_choices(self, *_args) -> None:
@@ -742,5 +747,5 @@ class PromptWidget(QWidget):
                 self.viewer.dims.set_point(ax + offset, v)
         shown = [world[d - offset] for d in self.viewer.dims.displayed if d >= offset]
         if len(shown) == 2:
-            self.viewer.camera.center = tuple(shown)
+            _camera(self.viewer).center = tuple(shown)
         self._pending.setCurrentRow(row)

@@ -1,0 +1,219 @@
+"""The click-to-segment widget in a real viewer, with the real LiteMedSAM weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_segflow.core.provenance import AI_CONFIRMED, AI_PENDING, HUMAN, PROVENANCE_KEY
+from napari_segflow.core.taxonomy import load_preset
+from napari_segflow.layers import commit_mask, labels_layer_kwargs, new_labels_data
+from napari_segflow.widgets.prompt import (
+    BOX_NAME,
+    POINTS_NAME,
+    PREVIEW_NAME,
+    PromptWidget,
+    _camera,
+)
+
+EMBED_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def models():
+    """One LiteMedSAM for the whole module (loading it takes seconds on a CPU)."""
+    from napari_segflow.core.segment import load_model
+
+    return {"medsam-lite": load_model("medsam-lite")}
+
+
+@pytest.fixture(scope="module")
+def nuclei(shared_data):
+    """A 160x160 crop of the DSB2018 nuclei image and its instance mask."""
+    img = tifffile.imread(shared_data / "nuclei_dsb2018" / "img2d.tif")[:160, :160]
+    inst = tifffile.imread(shared_data / "nuclei_dsb2018" / "mask2d.tif")[:160, :160]
+    return img, inst
+
+
+def _largest_instance(inst):
+    ids, counts = np.unique(inst[inst > 0], return_counts=True)
+    return inst == ids[np.argmax(counts)]
+
+
+def _bbox(mask, margin=2):
+    rows, cols = np.nonzero(mask)
+    h, w = mask.shape
+    return (
+        max(rows.min() - margin, 0),
+        max(cols.min() - margin, 0),
+        min(rows.max() + margin, h - 1),
+        min(cols.max() + margin, w - 1),
+    )
+
+
+def _iou(a, b):
+    return np.logical_and(a, b).sum() / np.logical_or(a, b).sum()
+
+
+def _widget(viewer, qtbot, models, image, labels):
+    w = PromptWidget(viewer, models=models)
+    qtbot.addWidget(w)
+    w.set_layers(image=image, labels=labels)
+    w.refresh_embedding()
+    qtbot.waitUntil(lambda: w.ready, timeout=EMBED_TIMEOUT_MS)
+    return w
+
+
+@pytest.fixture
+def nuclei_setup(make_napari_viewer, qtbot, models, nuclei):
+    img, inst = nuclei
+    tax = load_preset("nuclei")
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img, name="nuclei")
+    labels = viewer.add_labels(
+        new_labels_data(img.shape, tax), name="nuclei labels", **labels_layer_kwargs(tax)
+    )
+    w = _widget(viewer, qtbot, models, image, labels)
+    return viewer, w, labels, _largest_instance(inst)
+
+
+def test_box_proposal_accept_undo_and_provenance(nuclei_setup):
+    viewer, w, labels, nucleus = nuclei_setup
+    assert {POINTS_NAME, BOX_NAME, PREVIEW_NAME} <= {lay.name for lay in viewer.layers}
+    w.set_class(1)
+    w.set_box(_bbox(nucleus))
+    proposal = w.proposal
+    assert proposal is not None and proposal.any()
+    assert _iou(proposal, nucleus) > 0.6  # the real model segments the real nucleus
+    preview = viewer.layers[PREVIEW_NAME]
+    np.testing.assert_array_equal(preview.data == 1, proposal)
+    assert not labels.data.any()  # nothing written before an explicit accept
+
+    before = labels.data.copy()
+    w.accept()
+    np.testing.assert_array_equal(labels.data == 1, proposal)  # exactly the proposal's pixels
+    np.testing.assert_array_equal(labels.data[~proposal], before[~proposal])
+    prov = labels.metadata[PROVENANCE_KEY]
+    np.testing.assert_array_equal(prov == AI_CONFIRMED, proposal)
+    assert w.proposal is None and not preview.data.any()  # accepted: prompts cleared
+    assert len(viewer.layers[BOX_NAME].data) == 0
+
+    # a person paints over part of the accepted region: those pixels become human
+    r, c = np.argwhere(proposal)[len(np.argwhere(proposal)) // 2]
+    labels.brush_size = 3
+    labels._begin_stroke()
+    labels.paint((r, c), 2)
+    labels._commit_stroke()
+    painted = labels.data == 2
+    assert painted.any()
+    assert (prov[painted] == HUMAN).all()
+    assert (prov[proposal & ~painted] == AI_CONFIRMED).all()
+
+    labels.undo()  # the stroke
+    labels.undo()  # the accept
+    np.testing.assert_array_equal(labels.data, before)
+    assert not prov.any()
+
+
+def test_gated_class_refuses_and_offers_painting(nuclei_setup):
+    viewer, w, labels, nucleus = nuclei_setup
+    tax = load_preset("nuclei").with_ai_assist({"debris": False})
+    labels.metadata = {**labels.metadata, **labels_layer_kwargs(tax)["metadata"]}
+    w.reset_choices()
+    w.set_class(2)
+    assert "ai_assist" in w._gate.text()
+    w.set_box(_bbox(nucleus))
+    assert w.proposal is None
+    assert w.accept() is None
+    assert not labels.data.any()
+    w.paint_manually()
+    assert labels.mode == "paint" and labels.selected_label == 2
+    w.set_class(1)  # an assisted class works again with the same box
+    assert w.proposal is not None and w.proposal.any()
+
+
+def test_clicks_refine_and_shift_click_is_negative(nuclei_setup):
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_press_callbacks
+
+    viewer, w, labels, nucleus = nuclei_setup
+    w.set_class(1)
+    w.set_box(_bbox(nucleus, margin=6))
+    first = w.proposal.copy()
+    w.use_clicks()
+    points = viewer.layers[POINTS_NAME]
+
+    class _Event:
+        type = "mouse_press"
+        is_dragging = False
+        modifiers = ("Shift",)
+        position = (0.0, 0.0)
+        pos = np.zeros(2)
+        view_direction = None
+        dims_displayed = (0, 1)
+        handled = False
+
+    mouse_press_callbacks(points, ReadOnlyWrapper(_Event(), exceptions=("handled",)))
+    assert bool(points.feature_defaults["positive"].iloc[0]) is False
+    # a negative click on background outside the nucleus, next to it
+    bg = np.argwhere(~nucleus & first)
+    target = bg[0] if len(bg) else np.argwhere(~nucleus)[0]
+    points.add(target[None].astype(float))
+    assert points.features["positive"].tolist() == [False]
+    assert w.prompts()[1].tolist() == [0]
+    assert w.proposal is not None  # re-predicted with the cached embedding and logits
+    w.toggle_polarity()
+    w.reject()
+    assert w.proposal is None and len(points.data) == 0
+
+
+def test_pending_regions_listed_confirmed_and_rejected(nuclei_setup):
+    viewer, w, labels, nucleus = nuclei_setup
+    other = np.zeros_like(nucleus)
+    other[150:156, 150:158] = True
+    commit_mask(labels, nucleus, 1, provenance=AI_PENDING)
+    commit_mask(labels, other, 2, provenance=AI_PENDING)
+    w.refresh_pending()
+    assert w._pending.count() == 2
+    assert len(w.regions) == 2 and w.regions[1].area == 48
+    w.go_to_pending(1)
+    assert w._pending.currentRow() == 1
+    np.testing.assert_allclose(_camera(viewer).center[-2:], w.regions[1].centroid)
+    prov = labels.metadata[PROVENANCE_KEY]
+    w.confirm_pending(1)
+    assert (prov[other] == AI_CONFIRMED).all()
+    assert w._pending.count() == 1
+    w.reject_pending(0)
+    assert not labels.data[nucleus].any()
+    assert w._pending.count() == 0
+
+
+def test_volume_current_slice_any_axis_order(make_napari_viewer, qtbot, models, shared_data):
+    import nibabel as nib
+
+    vol = np.asarray(nib.load(shared_data / "abdomen_mr" / "example_mr_sm.nii.gz").dataobj)
+    seg = np.asarray(nib.load(shared_data / "abdomen_mr" / "example_seg_mr.nii.gz").dataobj)
+    z = 10  # slices run along the last axis; display axes (0, 1), slider on axis 2
+    organ_id = np.bincount(seg[:, :, z][seg[:, :, z] > 0].ravel()).argmax()
+    organ = seg[:, :, z] == organ_id
+    viewer = make_napari_viewer()
+    image = viewer.add_image(vol, name="mr")
+    labels = viewer.add_labels(np.zeros(vol.shape, np.uint8), name="mr labels")
+    viewer.dims.order = (2, 0, 1)
+    viewer.dims.set_point(2, z)
+    w = _widget(viewer, qtbot, models, image, labels)
+    w.set_class(5)
+    w.set_box(_bbox(organ))
+    proposal = w.proposal
+    assert proposal is not None and proposal.shape == organ.shape
+    assert _iou(proposal, organ) > 0.5
+    w.accept()
+    np.testing.assert_array_equal(labels.data[:, :, z] == 5, proposal)
+    assert np.count_nonzero(labels.data) == proposal.sum()  # only the current slice
+
+    viewer.dims.set_point(2, z + 1)  # another slice: a new embedding, the old result is stale
+    w.refresh_embedding()
+    assert w.proposal is None
+    qtbot.waitUntil(lambda: w.ready, timeout=EMBED_TIMEOUT_MS)
+    assert w._embedding_token[-1] == w._current_plane().key
