@@ -65,6 +65,23 @@ def _camera(viewer):
     return scene.camera if scene is not None else viewer.camera
 
 
+def _prepare_torch() -> None:
+    """Import torch on the main thread and keep triton out of CPU-only processes.
+
+    torchvision pulls in ``torch._dynamo``, which imports triton when it is installed. triton
+    bundles its own LLVM, and loading it after napari has created an OpenGL context on Mesa's
+    software renderer (llvmpipe, also LLVM) kills the process with a segmentation fault. Without
+    CUDA triton has nothing to do, so it is hidden from the import system (``import triton``
+    then raises ImportError and torch carries on without it).
+    """
+    import sys
+
+    import torch
+
+    if "triton" not in sys.modules and not torch.cuda.is_available():
+        sys.modules["triton"] = None  # type: ignore[assignment]
+
+
 def _model_names() -> tuple[str, ...]:
     from napari_segflow.core.segment import available_models
 
@@ -296,8 +313,9 @@ class PromptWidget(QWidget):
         if self.preview is None or tuple(self.preview.data.shape) != shape:
             self._remove_layer(self.preview)
             self.preview = napari.layers.Labels(
-                np.zeros(shape, dtype=np.uint8), name=PREVIEW_NAME, opacity=0.55
+                np.zeros(shape, dtype=np.uint8), name=PREVIEW_NAME, opacity=0.9
             )
+            self.preview.contour = 2  # an outline, so a proposal never looks like accepted labels
             self._bind_keys(self.preview)
         for layer in (self.preview, self.box, self.points):
             layer.scale = labels.scale
@@ -449,8 +467,8 @@ class PromptWidget(QWidget):
         )
 
     def _image_plane(self, plane: Plane) -> np.ndarray:
-        image = self.image_layer
-        return plane.take(np.asarray(image.data), channel_axis=bool(image.rgb))
+        image = self.image_layer  # only the plane is read: lazy (dask, zarr) volumes stay lazy
+        return np.asarray(plane.take(image.data, channel_axis=bool(image.rgb)))
 
     def refresh_embedding(self) -> None:
         """Start computing the embedding of the current image/slice (in a worker thread)."""
@@ -466,6 +484,9 @@ class PromptWidget(QWidget):
         self._shown_token = token
         if token == self._embedding_token or token == self._wanted_token:
             return
+        if image.multiscale:
+            self._status.setText("Multiscale images are not supported yet; open one level.")
+            return
         img_shape = np.shape(image.data)[:-1] if image.rgb else np.shape(image.data)
         if tuple(img_shape) != plane.shape:
             self._status.setText(
@@ -474,15 +495,23 @@ class PromptWidget(QWidget):
             )
             return
         pixels = self._image_plane(plane)
+        _prepare_torch()
+        if self._worker is not None:
+            self._worker.quit()  # its result, if it still comes, is stale and dropped
         self._wanted_token = token
         self._status.setText(f"Computing the {name} embedding...")
         worker = create_worker(
             self._embed_job, name, pixels, _progress={"total": 0, "desc": f"{name} embedding"}
         )
         worker.returned.connect(lambda emb, t=token: self._on_embedded(t, emb))
+        worker.finished.connect(lambda w=worker: self._on_worker_done(w))
         worker.errored.connect(lambda exc, t=token: self._on_embed_error(t, exc))
         self._worker = worker
         worker.start()
+
+    def _on_worker_done(self, worker) -> None:
+        if self._worker is worker:
+            self._worker = None
 
     def _embed_job(self, name: str, pixels: np.ndarray):
         model = self._models.get(name)
