@@ -24,7 +24,9 @@ EMBED_TIMEOUT_MS = 120_000
 def models():
     """One LiteMedSAM for the whole module (loading it takes seconds on a CPU)."""
     from napari_segflow.core.segment import load_model
+    from napari_segflow.widgets.prompt import _prepare_torch
 
+    _prepare_torch()  # as the widget does before its first embedding
     return {"medsam-lite": load_model("medsam-lite")}
 
 
@@ -163,8 +165,13 @@ def test_clicks_refine_and_shift_click_is_negative(nuclei_setup):
     assert points.features["positive"].tolist() == [False]
     assert w.prompts()[1].tolist() == [0]
     assert w.proposal is not None  # re-predicted with the cached embedding and logits
-    w.toggle_polarity()
-    w.reject()
+    # the widget's keys are bound on its layers: N toggles polarity, X rejects
+    from app_model.types import KeyBinding
+
+    assert not w._negative.isChecked()
+    points.keymap[KeyBinding.from_str("N")](points)
+    assert w._negative.isChecked()
+    points.keymap[KeyBinding.from_str("X")](points)
     assert w.proposal is None and len(points.data) == 0
 
 
@@ -212,8 +219,13 @@ def test_volume_current_slice_any_axis_order(make_napari_viewer, qtbot, models, 
     np.testing.assert_array_equal(labels.data[:, :, z] == 5, proposal)
     assert np.count_nonzero(labels.data) == proposal.sum()  # only the current slice
 
-    viewer.dims.set_point(2, z + 1)  # another slice: a new embedding, the old result is stale
+    # move on twice before the first embedding can finish: only the last slice's is kept
+    viewer.dims.set_point(2, z + 1)
     w.refresh_embedding()
-    assert w.proposal is None
+    assert w.proposal is None and not w.ready
+    viewer.dims.set_point(2, z + 2)
+    w.refresh_embedding()
     qtbot.waitUntil(lambda: w.ready, timeout=EMBED_TIMEOUT_MS)
-    assert w._embedding_token[-1] == w._current_plane().key
+    qtbot.wait(200)  # let a late result of the abandoned slice arrive, if it does
+    expected = models["medsam-lite"].embed(vol[:, :, z + 2]).key  # a cache hit
+    assert w._embedding.key == expected
