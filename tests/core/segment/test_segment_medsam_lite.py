@@ -27,8 +27,8 @@ def _iou(a, b):
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_model("medsam-lite")
+def model(medsam):
+    return medsam
 
 
 @pytest.fixture(scope="module")

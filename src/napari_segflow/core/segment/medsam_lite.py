@@ -105,8 +105,8 @@ def _build(checkpoint, device: str):
     from napari_segflow.core.segment.checkpoints import CheckpointError, load_state_dict
 
     path = get_asset_path() if checkpoint is None else checkpoint
-    net = build_lite_medsam()
     state = load_state_dict(path, model_name="medsam-lite")
+    net = build_lite_medsam()
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # tensor shape mismatches
