@@ -156,16 +156,26 @@ def provenance_regions(
     selected = prov == state
     if not selected.any():
         return []
+    # label only the bounding box of the selection: pending pixels are usually a small part
+    # of a volume, and labelling is the expensive step
+    crop = tuple(
+        slice(int(np.argmax(a)), len(a) - int(np.argmax(a[::-1])))
+        for a in (
+            selected.any(axis=tuple(j for j in range(prov.ndim) if j != i))
+            for i in range(prov.ndim)
+        )
+    )
+    offset = tuple(s.start for s in crop)
     structure = ndimage.generate_binary_structure(prov.ndim, connectivity)
-    components, _count = ndimage.label(selected, structure=structure)
+    components, _count = ndimage.label(selected[crop], structure=structure)
     regions = []
     for index, box in enumerate(ndimage.find_objects(components), start=1):
         if box is None:
             continue
         mask = components[box] == index
         local = np.nonzero(mask)
-        lo = tuple(int(s.start) for s in box)
-        hi = tuple(int(s.stop) - 1 for s in box)
+        lo = tuple(int(s.start) + o for s, o in zip(box, offset, strict=True))
+        hi = tuple(int(s.stop) - 1 + o for s, o in zip(box, offset, strict=True))
         centroid = tuple(float(np.mean(ax) + lo[i]) for i, ax in enumerate(local))
         regions.append(ProvenanceRegion(lo + hi, centroid, int(mask.sum()), mask, int(state)))
     regions.sort(key=lambda r: (-r.area, r.bbox))
