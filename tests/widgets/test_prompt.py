@@ -228,4 +228,31 @@ def test_volume_current_slice_any_axis_order(make_napari_viewer, qtbot, models, 
     qtbot.waitUntil(lambda: w.ready, timeout=EMBED_TIMEOUT_MS)
     qtbot.wait(200)  # let a late result of the abandoned slice arrive, if it does
     expected = models["medsam-lite"].embed(vol[:, :, z + 2]).key  # a cache hit
-    assert w._embedding.key == expected
+    assert w.session.embedding.key == expected
+
+
+def test_session_refines_with_previous_logits_and_restarts_on_a_new_box(models, nuclei):
+    from napari_segflow.core.prompting import PromptSession
+
+    img, inst = nuclei
+    model = models["medsam-lite"]
+    nucleus = _largest_instance(inst)
+    box = _bbox(nucleus, margin=8)
+    s = PromptSession(model)
+    s.want("crop")
+    s.offer("crop", model.embed(img))
+    first = s.predict([], [], box)
+    np.testing.assert_array_equal(first.mask, model.predict(s.embedding, box=box).mask)
+    click = np.argwhere(nucleus)[0][None].astype(float)
+    second = s.predict(click, [1], box)  # same box: the first answer's logits go back in
+    expected = model.predict(
+        s.embedding, points=click, point_labels=[1], box=box, mask_input=first.logits
+    )
+    np.testing.assert_array_equal(second.mask, expected.mask)
+    without = model.predict(s.embedding, points=click, point_labels=[1], box=box)
+    assert not np.array_equal(expected.mask, without.mask)  # the logits do make a difference
+    other = _bbox(nucleus, margin=3)
+    third = s.predict(click, [1], other)  # a new box starts afresh
+    fresh = model.predict(s.embedding, points=click, point_labels=[1], box=other)
+    np.testing.assert_array_equal(third.mask, fresh.mask)
+    assert s.predict([], [], None) is None and s.proposal is None

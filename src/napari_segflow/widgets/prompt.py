@@ -34,12 +34,14 @@ from qtpy.QtWidgets import (
 )
 
 from napari_segflow.core.plane import Plane
+from napari_segflow.core.prompting import PromptSession
 from napari_segflow.core.provenance import (
     AI_CONFIRMED,
     ProvenanceRegion,
     provenance_regions,
     region_labels,
 )
+from napari_segflow.core.segment import available_models, load_model
 from napari_segflow.layers import (
     commit_mask,
     confirm_region,
@@ -82,12 +84,6 @@ def _prepare_torch() -> None:
         sys.modules["triton"] = None  # type: ignore[assignment]
 
 
-def _model_names() -> tuple[str, ...]:
-    from napari_segflow.core.segment import available_models
-
-    return tuple(available_models())
-
-
 class PromptWidget(QWidget):
     """Segment with clicks and a box, accept the proposal into a Labels layer under a class.
 
@@ -103,23 +99,14 @@ class PromptWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._models: dict[str, object] = models if models is not None else {}
-        self._embedding = None
-        self._embedding_token: tuple | None = None
-        self._wanted_token: tuple | None = None
+        self.session = PromptSession()
         self._worker = None
-        self._plane: Plane | None = None
-        self._result = None
-        self._candidate = 0
-        self._last_box: tuple | None = None
+        self._plane: Plane | None = None  # the plane the proposal on show belongs to
         self._tracked = None
         self.preview = None
         self.regions: list[ProvenanceRegion] = []
 
-        try:
-            names = _model_names()
-        except ImportError as exc:  # engine missing: the widget still allows pending review
-            logger.warning("segmentation engine unavailable: %s", exc)
-            names = ()
+        names = tuple(available_models())
         self._image = ComboBox(label="image", choices=self._image_choices, nullable=True)
         self._labels = ComboBox(label="labels", choices=self._labels_choices, nullable=True)
         self._model = ComboBox(
@@ -415,7 +402,28 @@ class PromptWidget(QWidget):
         action = getattr(event, "action", None)
         if action is not None and str(action) not in ("added", "removed", "changed"):
             return
+        if str(action) == "added":
+            self._keep_last_box()
         self.predict()
+
+    def _keep_last_box(self) -> None:
+        """One box per slice: a newly drawn rectangle replaces the earlier ones."""
+        plane = self._current_plane()
+        if plane is None:
+            return
+        on = [
+            i
+            for i, (shape, kind) in enumerate(zip(self.box.data, self.box.shape_type, strict=True))
+            if kind == "rectangle" and plane.contains(shape).all()
+        ]
+        if len(on) < 2:
+            return
+        self.box.events.data.disconnect(self._on_box_changed)
+        try:
+            self.box.selected_data = set(on[:-1])
+            self.box.remove_selected()
+        finally:
+            self.box.events.data.connect(self._on_box_changed)
 
     def prompts(self, plane: Plane | None = None) -> tuple[np.ndarray, np.ndarray, tuple | None]:
         """The prompts on ``plane`` (default: current): ``(points (N, 2), labels (N,), box)``.
@@ -460,11 +468,7 @@ class PromptWidget(QWidget):
     def ready(self) -> bool:
         """Whether the embedding of the current image/slice is available."""
         plane = self._current_plane()
-        return (
-            plane is not None
-            and self._embedding is not None
-            and self._embedding_token == self._token(plane)
-        )
+        return plane is not None and self.session.ready_for(self._token(plane))
 
     def _image_plane(self, plane: Plane) -> np.ndarray:
         image = self.image_layer  # only the plane is read: lazy (dask, zarr) volumes stay lazy
@@ -482,7 +486,7 @@ class PromptWidget(QWidget):
         if token != getattr(self, "_shown_token", None):
             self._clear_proposal()
         self._shown_token = token
-        if token == self._embedding_token or token == self._wanted_token:
+        if self.session.ready_for(token) or self.session.wanted == token:
             return
         if image.multiscale:
             self._status.setText("Multiscale images are not supported yet; open one level.")
@@ -498,7 +502,7 @@ class PromptWidget(QWidget):
         _prepare_torch()
         if self._worker is not None:
             self._worker.quit()  # its result, if it still comes, is stale and dropped
-        self._wanted_token = token
+        self.session.want(token)
         self._status.setText(f"Computing the {name} embedding...")
         worker = create_worker(
             self._embed_job, name, pixels, _progress={"total": 0, "desc": f"{name} embedding"}
@@ -516,24 +520,20 @@ class PromptWidget(QWidget):
     def _embed_job(self, name: str, pixels: np.ndarray):
         model = self._models.get(name)
         if model is None:
-            from napari_segflow.core.segment import load_model
-
             model = load_model(name)
             self._models[name] = model
-        return model.embed(pixels)
+        return model, model.embed(pixels)
 
-    def _on_embedded(self, token: tuple, embedding) -> None:
-        if token != self._wanted_token:
+    def _on_embedded(self, token: tuple, model_and_embedding) -> None:
+        model, embedding = model_and_embedding
+        if not self.session.offer(token, embedding, model=model):
             return  # the user moved on: a stale result
-        self._wanted_token = None
-        self._embedding = embedding
-        self._embedding_token = token
         self._status.setText("Ready: draw a box or click on the object.")
         self.predict()
 
     def _on_embed_error(self, token: tuple, exc: Exception) -> None:
-        if token == self._wanted_token:
-            self._wanted_token = None
+        self.session.abandon(token)
+        logger.debug("embedding failed", exc_info=exc)
         show_warning(f"Could not compute the embedding: {exc}")
         self._status.setText(f"Embedding failed: {exc}")
 
@@ -560,54 +560,36 @@ class PromptWidget(QWidget):
             self._clear_proposal()
             return None
         pts, lab, box = self.prompts(plane)
-        if box is None and len(pts) == 0:
+        model = self.session.model
+        if box is None and len(pts) and not getattr(model, "supports_points", True):
             self._clear_proposal()
-            return None
-        model = self._models[self._model.value]
-        if box is None and not getattr(model, "supports_points", True):
             self._status.setText(f"{model.name} needs a box: draw a rectangle first.")
             return None
-        previous = self._result
-        mask_input = None
-        if previous is not None and box == self._last_box:
-            mask_input = previous.logits  # refine the previous answer, clicks added or removed
         try:
-            res = model.predict(
-                self._embedding,
-                points=pts if len(pts) else None,
-                point_labels=lab if len(pts) else None,
-                box=box,
-                mask_input=mask_input,
-                multimask=self._multimask.isChecked(),
-            )
+            res = self.session.predict(pts, lab, box, multimask=self._multimask.isChecked())
         except ValueError as exc:
             show_warning(str(exc))
             return None
-        self._result, self._plane, self._last_box = res, plane, box
-        self._candidate = int(getattr(res, "index", 0))
+        if res is None:
+            self._clear_proposal()
+            return None
+        self._plane = plane
         self._show_proposal()
         return res
 
     @property
     def candidates(self) -> np.ndarray | None:
         """All candidate masks ``(K, rows, cols)`` of the current proposal."""
-        if self._result is None:
-            return None
-        masks = getattr(self._result, "masks", None)
-        return np.asarray(masks) if masks is not None else self._result.mask[None]
+        return self.session.candidates
 
     @property
     def proposal(self) -> np.ndarray | None:
         """The proposal shown, ``(rows, cols)`` bool on the current plane, or ``None``."""
-        masks = self.candidates
-        return None if masks is None else np.asarray(masks[self._candidate], dtype=bool)
+        return self.session.proposal
 
     def next_candidate(self) -> None:
         """Show the next of the model's candidate masks."""
-        masks = self.candidates
-        if masks is None or len(masks) < 2:
-            return
-        self._candidate = (self._candidate + 1) % len(masks)
+        self.session.next_candidate()
         self._show_proposal()
 
     def _show_proposal(self) -> None:
@@ -619,15 +601,14 @@ class PromptWidget(QWidget):
         self.preview.data[self._plane.indices(mask)] = 1
         self.preview.refresh()
         k = len(self.candidates)
-        scores = getattr(self._result, "scores", None)
-        score = float(scores[self._candidate]) if scores is not None else self._result.score
-        extra = f", candidate {self._candidate + 1}/{k}" if k > 1 else ""
-        self._status.setText(f"Proposal: {int(mask.sum()):,} px, score {score:.2f}{extra}")
+        extra = f", candidate {self.session.candidate + 1}/{k}" if k > 1 else ""
+        self._status.setText(
+            f"Proposal: {int(mask.sum()):,} px, score {self.session.score:.2f}{extra}"
+        )
 
     def _clear_proposal(self) -> None:
-        self._result = None
+        self.session.clear()
         self._plane = None
-        self._last_box = None
         if self.preview is not None and self.preview.data.any():
             self.preview.data[...] = 0
             self.preview.refresh()
