@@ -143,6 +143,15 @@ def test_clicks_refine_and_shift_click_is_negative(nuclei_setup):
     w.set_class(1)
     w.set_box(_bbox(nucleus, margin=6))
     first = w.proposal.copy()
+    # several candidates: C cycles them and the preview follows
+    w._multimask.setChecked(True)
+    assert len(w.candidates) == 3
+    shown = w.session.candidate
+    w.next_candidate()
+    assert w.session.candidate == (shown + 1) % 3
+    preview = viewer.layers[PREVIEW_NAME]
+    np.testing.assert_array_equal(preview.data == 1, w.candidates[w.session.candidate])
+    w._multimask.setChecked(False)
     w.use_clicks()
     points = viewer.layers[POINTS_NAME]
 
