@@ -54,6 +54,34 @@ def _bbox(mask, margin=2):
     )
 
 
+def _drag(layer, start, end, modifiers=()):
+    """Press at ``start``, move to and release at ``end`` (world coordinates) on ``layer``."""
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import (
+        mouse_move_callbacks,
+        mouse_press_callbacks,
+        mouse_release_callbacks,
+    )
+
+    class _Event:
+        def __init__(self, kind, position):
+            self.type = kind
+            self.position = tuple(float(v) for v in position)
+            self.pos = np.asarray(position[:2], dtype=float) * 4  # canvas pixels, far apart
+            self.modifiers = tuple(modifiers)
+            self.is_dragging = kind == "mouse_move"
+            self.handled = False
+            self.view_direction = None
+            self.dims_displayed = [0, 1]
+
+    steps = [("mouse_press", start, mouse_press_callbacks)]
+    if tuple(end) != tuple(start):
+        steps.append(("mouse_move", end, mouse_move_callbacks))
+    steps.append(("mouse_release", end, mouse_release_callbacks))
+    for kind, position, run in steps:
+        run(layer, ReadOnlyWrapper(_Event(kind, position), exceptions=("handled",)))
+
+
 def _iou(a, b):
     return np.logical_and(a, b).sum() / np.logical_or(a, b).sum()
 
@@ -136,9 +164,6 @@ def test_gated_class_refuses_and_offers_painting(nuclei_setup):
 
 
 def test_clicks_refine_and_shift_click_is_negative(nuclei_setup):
-    from napari.utils._proxies import ReadOnlyWrapper
-    from napari.utils.interactions import mouse_press_callbacks
-
     viewer, w, labels, nucleus = nuclei_setup
     w.set_class(1)
     w.set_box(_bbox(nucleus, margin=6))
@@ -152,27 +177,19 @@ def test_clicks_refine_and_shift_click_is_negative(nuclei_setup):
     preview = viewer.layers[PREVIEW_NAME]
     np.testing.assert_array_equal(preview.data == 1, w.candidates[w.session.candidate])
     w._multimask.setChecked(False)
+
     w.use_clicks()
     points = viewer.layers[POINTS_NAME]
-
-    class _Event:
-        type = "mouse_press"
-        is_dragging = False
-        modifiers = ("Shift",)
-        position = (0.0, 0.0)
-        pos = np.zeros(2)
-        view_direction = None
-        dims_displayed = (0, 1)
-        handled = False
-
-    mouse_press_callbacks(points, ReadOnlyWrapper(_Event(), exceptions=("handled",)))
-    assert bool(points.feature_defaults["positive"].iloc[0]) is False
-    # a negative click on background outside the nucleus, next to it
-    bg = np.argwhere(~nucleus & first)
-    target = bg[0] if len(bg) else np.argwhere(~nucleus)[0]
-    points.add(target[None].astype(float))
-    assert points.features["positive"].tolist() == [False]
-    assert w.prompts()[1].tolist() == [0]
+    inside = np.argwhere(nucleus)[len(np.argwhere(nucleus)) // 2]
+    outside = np.argwhere(~nucleus & first)
+    outside = outside[0] if len(outside) else np.argwhere(~nucleus)[0]
+    _drag(points, tuple(inside), tuple(inside))  # a plain click: positive
+    _drag(points, tuple(outside), tuple(outside), modifiers=("Shift",))  # negative
+    np.testing.assert_array_equal(points.data, [inside, outside])
+    assert points.features["positive"].tolist() == [True, False]
+    pts, lab, _box = w.prompts()
+    np.testing.assert_array_equal(pts, [inside, outside])
+    assert lab.tolist() == [1, 0]
     assert w.proposal is not None  # re-predicted with the cached embedding and logits
     # the widget's keys are bound on its layers: N toggles polarity, X rejects
     from app_model.types import KeyBinding
@@ -220,7 +237,12 @@ def test_volume_current_slice_any_axis_order(make_napari_viewer, qtbot, models, 
     viewer.dims.set_point(2, z)
     w = _widget(viewer, qtbot, models, image, labels)
     w.set_class(5)
-    w.set_box(_bbox(organ))
+    # draw the box with the mouse on the widget's Shapes layer, as a person would
+    w.use_box()
+    box_layer = viewer.layers[BOX_NAME]
+    r0, c0, r1, c1 = _bbox(organ)
+    _drag(box_layer, (r0, c0, z), (r1, c1, z))
+    assert w.prompts()[2] == (r0, c0, r1, c1)
     proposal = w.proposal
     assert proposal is not None and proposal.shape == organ.shape
     assert _iou(proposal, organ) > 0.5
