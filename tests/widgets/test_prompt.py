@@ -261,6 +261,13 @@ def test_volume_current_slice_any_axis_order(make_napari_viewer, qtbot, models, 
     expected = models["medsam-lite"].embed(vol[:, :, z + 2]).key  # a cache hit
     assert w.session.embedding.key == expected
 
+    # cancel: the embedding still finishes in its thread but its result is dropped
+    viewer.dims.set_point(2, z + 3)
+    w.refresh_embedding()
+    w.cancel_embedding()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=EMBED_TIMEOUT_MS)
+    assert not w.ready and w.session.embedding.key == expected
+
 
 def test_session_refines_with_previous_logits_and_restarts_on_a_new_box(models, nuclei):
     from napari_segflow.core.prompting import PromptSession

@@ -117,6 +117,8 @@ class PromptWidget(QWidget):
         self._protect.setChecked(True)
         self._negative = QCheckBox(f"clicks are negative ({KEYS['toggle_polarity'].upper()})")
         self._multimask = QCheckBox("several candidates")
+        self._cancel = QPushButton("Cancel embedding")
+        self._cancel.setVisible(False)
         self._status = QLabel("Choose an image and a Labels layer.")
         self._status.setWordWrap(True)
         self._gate = QLabel("")
@@ -148,6 +150,7 @@ class PromptWidget(QWidget):
             row.addWidget(b)
         layout.addLayout(row)
         layout.addWidget(self._status)
+        layout.addWidget(self._cancel)
         layout.addWidget(self._gate)
         layout.addWidget(self._paint)
         box = QGroupBox("Pending AI regions")
@@ -182,6 +185,7 @@ class PromptWidget(QWidget):
         self._accept.clicked.connect(self.accept)
         self._reject.clicked.connect(self.reject)
         self._next.clicked.connect(self.next_candidate)
+        self._cancel.clicked.connect(self.cancel_embedding)
         self._paint.clicked.connect(self.paint_manually)
         self._confirm_region.clicked.connect(
             lambda: self.confirm_pending(self._pending.currentRow())
@@ -511,11 +515,22 @@ class PromptWidget(QWidget):
         worker.finished.connect(lambda w=worker: self._on_worker_done(w))
         worker.errored.connect(lambda exc, t=token: self._on_embed_error(t, exc))
         self._worker = worker
+        self._cancel.setVisible(True)
         worker.start()
+
+    def cancel_embedding(self) -> None:
+        """Stop waiting for the embedding being computed (its result will be dropped)."""
+        if self.session.wanted is not None:
+            self.session.abandon(self.session.wanted)
+        if self._worker is not None:
+            self._worker.quit()
+        self._cancel.setVisible(False)
+        self._status.setText("Embedding cancelled; change slice or image to start again.")
 
     def _on_worker_done(self, worker) -> None:
         if self._worker is worker:
             self._worker = None
+            self._cancel.setVisible(False)
 
     def _embed_job(self, name: str, pixels: np.ndarray):
         model = self._models.get(name)
