@@ -140,10 +140,18 @@ def test_box_proposal_accept_undo_and_provenance(nuclei_setup):
     assert (prov[painted] == HUMAN).all()
     assert (prov[proposal & ~painted] == AI_CONFIRMED).all()
 
-    labels.undo()  # the stroke
-    labels.undo()  # the accept
+    # Ctrl+Z / Ctrl+Shift+Z as napari binds them on Labels layers
+    from app_model.types import KeyBinding
+
+    ctrl_z = type(labels).class_keymap[KeyBinding.from_str("Ctrl-Z")]
+    ctrl_shift_z = type(labels).class_keymap[KeyBinding.from_str("Ctrl-Shift-Z")]
+    ctrl_z(labels)  # the stroke
+    ctrl_z(labels)  # the accept
     np.testing.assert_array_equal(labels.data, before)
     assert not prov.any()
+    ctrl_shift_z(labels)  # redo the accept
+    np.testing.assert_array_equal(labels.data == 1, proposal)
+    np.testing.assert_array_equal(prov == AI_CONFIRMED, proposal)
 
 
 def test_gated_class_refuses_and_offers_painting(nuclei_setup):
