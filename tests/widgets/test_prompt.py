@@ -249,7 +249,9 @@ def test_volume_current_slice_any_axis_order(make_napari_viewer, qtbot, models, 
     w.use_box()
     box_layer = viewer.layers[BOX_NAME]
     r0, c0, r1, c1 = _bbox(organ)
-    _drag(box_layer, (r0, c0, z), (r1, c1, z))
+    _drag(box_layer, (r0 + 5, c0 + 5, z), (r1 - 5, c1 - 5, z))
+    _drag(box_layer, (r0, c0, z), (r1, c1, z))  # a second box replaces the first
+    assert len(box_layer.data) == 1
     assert w.prompts()[2] == (r0, c0, r1, c1)
     proposal = w.proposal
     assert proposal is not None and proposal.shape == organ.shape

@@ -466,7 +466,9 @@ class PromptWidget(QWidget):
         self._embed_timer.start()
 
     def _token(self, plane: Plane) -> tuple:
-        return (id(self.image_layer), id(self.labels_layer), self._model.value, plane.key)
+        image = self.image_layer  # id of its data too: replacing the pixels needs a new embedding
+        data = getattr(image, "data", None)
+        return (id(image), id(data), id(self.labels_layer), self._model.value, plane.key)
 
     @property
     def ready(self) -> bool:
