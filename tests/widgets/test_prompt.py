@@ -304,3 +304,16 @@ def test_session_refines_with_previous_logits_and_restarts_on_a_new_box(models, 
     fresh = model.predict(s.embedding, points=click, point_labels=[1], box=other)
     np.testing.assert_array_equal(third.mask, fresh.mask)
     assert s.predict([], [], None) is None and s.proposal is None
+
+
+def test_empty_viewer_and_no_proposal_are_handled_without_errors(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    w = PromptWidget(viewer)
+    qtbot.addWidget(w)
+    assert w._model.value == "medsam-lite"  # the offline default is preselected
+    assert w.accept() is None and w.predict() is None and not w.ready
+    w.reject()
+    w.next_candidate()
+    labels = viewer.add_labels(np.zeros((8, 8), np.uint8))
+    assert w.labels_layer is labels and w.accept() is None
+    assert not labels.data.any()

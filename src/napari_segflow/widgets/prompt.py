@@ -232,6 +232,10 @@ class PromptWidget(QWidget):
         """Refresh the combo boxes (napari calls this when layers change)."""
         for combo in (self._image, self._labels, self._class):
             combo.reset_choices()
+            if combo.value is None:  # a layer appeared: take it rather than stay empty
+                first = next((c for c in combo.choices if c is not None), None)
+                if first is not None:
+                    combo.value = first
 
     @property
     def image_layer(self):
