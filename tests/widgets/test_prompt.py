@@ -157,9 +157,10 @@ def test_box_proposal_accept_undo_and_provenance(nuclei_setup):
 def test_gated_class_refuses_and_offers_painting(nuclei_setup):
     viewer, w, labels, nucleus = nuclei_setup
     tax = load_preset("nuclei").with_ai_assist({"debris": False})
-    labels.metadata = {**labels.metadata, **labels_layer_kwargs(tax)["metadata"]}
-    w.reset_choices()
     w.set_class(2)
+    assert w._gate.text() == ""
+    # calibration turns AI assistance off for debris: the widget follows the layer's taxonomy
+    labels.metadata = {**labels.metadata, **labels_layer_kwargs(tax)["metadata"]}
     assert "ai_assist" in w._gate.text()
     w.set_box(_bbox(nucleus))
     assert w.proposal is None

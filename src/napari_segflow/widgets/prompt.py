@@ -714,14 +714,23 @@ class PromptWidget(QWidget):
         self._class.reset_choices()
         if self._tracked is not None:
             self._tracked.changed.disconnect(self._schedule_pending)
+            old = self._tracked.layer
+            if old is not None:
+                old.events.metadata.disconnect(self._on_taxonomy_changed)
             self._tracked = None
         if layer is not None:
             self._tracked = track_provenance(layer)
             self._tracked.changed.connect(self._schedule_pending)
+            layer.events.metadata.connect(self._on_taxonomy_changed)
             self._ensure_helper_layers()
             self._schedule_embedding()
         self._on_class_changed()
         self.refresh_pending()
+
+    def _on_taxonomy_changed(self, _event=None) -> None:
+        """The Labels layer got a (new) taxonomy: new classes, new AI gating."""
+        self._class.reset_choices()
+        self._on_class_changed()
 
     # ---------------------------------------------------------- pending review
     def _schedule_pending(self, *_args) -> None:
