@@ -293,17 +293,22 @@ def test_session_refines_with_previous_logits_and_restarts_on_a_new_box(models, 
     first = s.predict([], [], box)
     np.testing.assert_array_equal(first.mask, model.predict(s.embedding, box=box).mask)
     click = np.argwhere(nucleus)[0][None].astype(float)
-    second = s.predict(click, [1], box)  # same box: the first answer's logits go back in
+    second = s.predict(click, [1], box)  # same box: the previous logits go back in
     expected = model.predict(
         s.embedding, points=click, point_labels=[1], box=box, mask_input=first.logits
     )
     np.testing.assert_array_equal(second.mask, expected.mask)
-    without = model.predict(s.embedding, points=click, point_labels=[1], box=box)
-    assert not np.array_equal(expected.mask, without.mask)  # the logits do make a difference
+    # the box removed, clicks alone: they edit the previous answer through its logits
+    # (LiteMedSAM refuses clicks without a box or earlier logits)
+    third = s.predict(click, [1], None)
+    expected = model.predict(s.embedding, points=click, point_labels=[1], mask_input=second.logits)
+    np.testing.assert_array_equal(third.mask, expected.mask)
+    with pytest.raises(ValueError, match="box"):
+        model.predict(s.embedding, points=click, point_labels=[1])
     other = _bbox(nucleus, margin=3)
-    third = s.predict(click, [1], other)  # a new box starts afresh
+    fourth = s.predict(click, [1], other)  # a new box starts afresh
     fresh = model.predict(s.embedding, points=click, point_labels=[1], box=other)
-    np.testing.assert_array_equal(third.mask, fresh.mask)
+    np.testing.assert_array_equal(fourth.mask, fresh.mask)
     assert s.predict([], [], None) is None and s.proposal is None
 
 

@@ -89,8 +89,9 @@ class PromptSession:
     ):
         """Predict from prompts in ``(row, col)`` of the embedded image.
 
-        The previous answer's logits go back to the model as ``mask_input`` while the box stays
-        the same (clicks refine it); a new or removed box starts afresh.
+        The previous answer's logits go back to the model as ``mask_input`` unless a new box
+        was drawn: clicks with the same box, or clicks alone, refine the previous answer; a new
+        box starts afresh.
         Returns the model's result, or None without prompts.
         """
         if self.embedding is None:
@@ -102,7 +103,7 @@ class PromptSession:
             return None
         box = None if box is None else tuple(box)
         mask_input = None
-        if self.result is not None and box == self.box:
+        if self.result is not None and (box is None or box == self.box):
             mask_input = self.result.logits
         res = self.model.predict(
             self.embedding,

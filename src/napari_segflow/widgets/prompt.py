@@ -582,7 +582,8 @@ class PromptWidget(QWidget):
             return None
         pts, lab, box = self.prompts(plane)
         model = self.session.model
-        if box is None and len(pts) and not getattr(model, "supports_points", True):
+        no_base = box is None and self.session.result is None  # clicks alone, nothing to refine
+        if no_base and len(pts) and not getattr(model, "supports_points", True):
             self._clear_proposal()
             self._status.setText(f"{model.name} needs a box: draw a rectangle first.")
             return None
