@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,12 @@ __all__ = [
     "AI_PENDING",
     "HUMAN",
     "PROVENANCE_KEY",
+    "ProvenanceRegion",
     "new_provenance",
     "pending_count",
+    "provenance_regions",
     "read_provenance",
+    "region_labels",
     "sidecar_path",
     "write_provenance",
 ]
@@ -68,3 +72,125 @@ def read_provenance(label_path: str | os.PathLike[str]) -> np.ndarray | None:
         return None
     with np.load(side) as npz:
         return np.array(npz["provenance"])
+
+
+@dataclass(frozen=True, eq=False)
+class ProvenanceRegion:
+    """One connected region of pixels sharing a provenance state.
+
+    Parameters
+    ----------
+    bbox : tuple of int
+        ``(min_0, ..., min_n, max_0, ..., max_n)``, maxima inclusive, in array coordinates.
+    centroid : tuple of float
+        Mean index of the region's pixels along each axis.
+    area : int
+        Number of pixels (voxels in a volume).
+    mask : ndarray of bool
+        The region inside its bounding box (shape ``max - min + 1`` per axis).
+    state : int
+        The provenance state of the region (usually ``AI_PENDING``).
+    """
+
+    bbox: tuple[int, ...]
+    centroid: tuple[float, ...]
+    area: int
+    mask: np.ndarray
+    state: int = AI_PENDING
+
+    @property
+    def slices(self) -> tuple[slice, ...]:
+        """Slices of the bounding box, for indexing the full array."""
+        n = len(self.bbox) // 2
+        return tuple(slice(self.bbox[i], self.bbox[n + i] + 1) for i in range(n))
+
+    @property
+    def indices(self) -> tuple[np.ndarray, ...]:
+        """Fancy indices of the region's pixels in the full array.
+
+        Examples
+        --------
+        >>> prov = np.zeros((3, 4), np.uint8); prov[1, 2:4] = AI_PENDING
+        >>> [a.tolist() for a in provenance_regions(prov)[0].indices]
+        [[1, 1], [2, 3]]
+        """
+        local = np.nonzero(self.mask)
+        n = len(self.bbox) // 2
+        return tuple(local[i] + self.bbox[i] for i in range(n))
+
+
+def provenance_regions(
+    provenance: np.ndarray, *, state: int = AI_PENDING, connectivity: int = 1
+) -> list[ProvenanceRegion]:
+    """Connected regions of ``provenance == state``, largest first.
+
+    Parameters
+    ----------
+    provenance : ndarray of uint8
+        A provenance array (2D image or 3D volume).
+    state : int
+        Which pixels to group, ``AI_PENDING`` by default.
+    connectivity : int
+        Neighbourhood of the connected components, 1 (faces) up to ``provenance.ndim`` (corners).
+
+    Returns
+    -------
+    list of ProvenanceRegion
+        Sorted by decreasing area, then by bounding box (a stable order for a list view).
+
+    Examples
+    --------
+    >>> prov = np.zeros((4, 5), np.uint8)
+    >>> prov[0, 0:2] = AI_PENDING
+    >>> prov[2:4, 3:5] = AI_PENDING
+    >>> [(r.area, r.bbox, r.centroid) for r in provenance_regions(prov)]
+    [(4, (2, 3, 3, 4), (2.5, 3.5)), (2, (0, 0, 0, 1), (0.0, 0.5))]
+    """
+    from scipy import ndimage
+
+    prov = np.asarray(provenance)
+    if prov.ndim < 1:
+        raise ValueError("provenance must be an array with at least one axis")
+    if not 1 <= connectivity <= prov.ndim:
+        raise ValueError(f"connectivity must be in 1..{prov.ndim}, got {connectivity}")
+    selected = prov == state
+    if not selected.any():
+        return []
+    # label only the bounding box of the selection: pending pixels are usually a small part
+    # of a volume, and labelling is the expensive step
+    crop = tuple(
+        slice(int(np.argmax(a)), len(a) - int(np.argmax(a[::-1])))
+        for a in (
+            selected.any(axis=tuple(j for j in range(prov.ndim) if j != i))
+            for i in range(prov.ndim)
+        )
+    )
+    offset = tuple(s.start for s in crop)
+    structure = ndimage.generate_binary_structure(prov.ndim, connectivity)
+    components, _count = ndimage.label(selected[crop], structure=structure)
+    regions = []
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        mask = components[box] == index
+        local = np.nonzero(mask)
+        lo = tuple(int(s.start) + o for s, o in zip(box, offset, strict=True))
+        hi = tuple(int(s.stop) - 1 + o for s, o in zip(box, offset, strict=True))
+        centroid = tuple(float(np.mean(ax) + lo[i]) for i, ax in enumerate(local))
+        regions.append(ProvenanceRegion(lo + hi, centroid, int(mask.sum()), mask, int(state)))
+    regions.sort(key=lambda r: (-r.area, r.bbox))
+    return regions
+
+
+def region_labels(labels: np.ndarray, region: ProvenanceRegion) -> dict[int, int]:
+    """Pixel count per label value inside ``region`` (which classes the model wrote there).
+
+    Examples
+    --------
+    >>> prov = np.zeros((2, 3), np.uint8); prov[0] = AI_PENDING
+    >>> labels = np.array([[4, 4, 7], [0, 0, 0]])
+    >>> region_labels(labels, provenance_regions(prov)[0])
+    {4: 2, 7: 1}
+    """
+    values, counts = np.unique(np.asarray(labels)[region.indices], return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
