@@ -196,6 +196,8 @@ class _Track:
     prev_logits: np.ndarray | None
     prev_area: int
     active: bool = True
+    #: intensity range (10th-90th percentile) of the object on its annotated slice
+    ref_range: tuple[float, float] | None = None
 
 
 def _prompt_kwargs(prompt: Prompt) -> dict:
@@ -222,6 +224,7 @@ class _Sweeper:
         progress: ProgressFn | None,
         cancel: CancelFn | None,
         total_steps: int,
+        intensity_check: float = 0.0,
     ) -> None:
         self.model = model
         self.stack = stack
@@ -230,6 +233,7 @@ class _Sweeper:
         self.iou_threshold = iou_threshold
         self.min_area = min_area
         self.use_logits = use_logits
+        self.intensity_check = intensity_check
         self.progress = progress
         self.cancel = cancel
         self.total = max(1, total_steps)
@@ -260,13 +264,30 @@ class _Sweeper:
         res = self.model.predict(emb, box=grown, mask_input=logits)
         return res
 
-    def accept(self, track: _Track, mask: np.ndarray) -> bool:
+    def intensities(self, z: int, mask: np.ndarray) -> np.ndarray:
+        vals = self.stack[z][mask]
+        return vals.mean(axis=-1) if vals.ndim == 2 else vals
+
+    def ref_range(self, z: int, mask: np.ndarray) -> tuple[float, float] | None:
+        if not self.intensity_check or not mask.any():
+            return None
+        lo, hi = np.percentile(self.intensities(z, mask).astype(np.float64), (10, 90))
+        return float(lo), float(hi)
+
+    def accept(self, track: _Track, mask: np.ndarray, z: int) -> bool:
         """Whether ``mask`` continues the object (else the chain stops)."""
         area = int(np.count_nonzero(mask))
         if area < self.min_area:
             return False
         if track.prev_mask is not None and mask_iou(mask, track.prev_mask) < self.iou_threshold:
             return False
+        if track.ref_range is not None:
+            # a chain that slid onto a neighbouring structure keeps a plausible shape but not
+            # the object's intensities: most of its pixels leave the annotated range
+            vals = self.intensities(z, mask)
+            lo, hi = track.ref_range
+            if np.count_nonzero((vals >= lo) & (vals <= hi)) < self.intensity_check * vals.size:
+                return False
         return True
 
     def sweep(
@@ -303,6 +324,7 @@ class _Sweeper:
                     t.prev_mask, t.prev_logits = fixed, None
                     t.prev_area = int(np.count_nonzero(fixed))
                     t.active = bool(fixed.any())
+                    t.ref_range = self.ref_range(z, fixed)
                     continue
                 if not t.active:
                     continue
@@ -315,7 +337,7 @@ class _Sweeper:
                         t.active = False
                         continue
                 res = self.predict_from(emb, t, box)
-                if res is None or not self.accept(t, res.mask):
+                if res is None or not self.accept(t, res.mask, z):
                     t.active = False
                     continue
                 out[t.class_id][z] = res.mask
@@ -392,6 +414,7 @@ def _propagate_2d(
     use_logits: bool,
     progress: ProgressFn | None,
     cancel: CancelFn | None,
+    intensity_check: float = 0.35,
 ) -> dict[int, np.ndarray]:
     n, h, w = stack.shape[:3]
     lo, hi = slice_range
@@ -408,6 +431,7 @@ def _propagate_2d(
         progress=progress,
         cancel=cancel,
         total_steps=span * (2 if refined else 1),
+        intensity_check=intensity_check if refined else 0.0,
     )
     out = {cid: np.zeros((n, h, w), dtype=bool) for cid in prompts}
     anchors: dict[int, dict[int, np.ndarray]] = {cid: {} for cid in prompts}
@@ -437,7 +461,15 @@ def _propagate_2d(
             m = anchors[cid][z0]
             if not m.any():
                 continue
-            ts.append(_Track(cid, m, first_logits[cid][z0], int(np.count_nonzero(m))))
+            ts.append(
+                _Track(
+                    cid,
+                    m,
+                    first_logits[cid][z0],
+                    int(np.count_nonzero(m)),
+                    ref_range=sweeper.ref_range(z0, m),
+                )
+            )
         return ts
 
     def _run(out_: dict[int, np.ndarray], plan=None) -> None:
@@ -522,6 +554,7 @@ def segment_volume_multi(
     iou_threshold: float = 0.3,
     min_area: int = 4,
     use_logits: bool = False,
+    intensity_check: float = 0.35,
     backend: str = "auto",
 ) -> np.ndarray:
     """Segment several objects through a volume from prompts on one (or a few) slices.
@@ -560,6 +593,10 @@ def segment_volume_multi(
         A chain stops when the mask has fewer pixels (the object vanished).
     use_logits : bool
         Also pass the previous slice's low-resolution logits as ``mask_input`` (2D models).
+    intensity_check : float
+        ``"refined"`` only: a chain stops when less than this share of the new mask's voxels lie
+        within the 10th-90th percentile intensities of the object on its annotated slice
+        (0 turns the check off).
     backend : {"auto", "slices"}
         ``"auto"`` tracks with SAM 2's video memory when ``model`` is a SAM 2 model (an engine
         model, a built ``SAM2Base`` or a ``SAM2VideoPredictor``); ``"slices"`` forces the
@@ -625,6 +662,7 @@ def segment_volume_multi(
             use_logits=use_logits,
             progress=progress,
             cancel=cancel,
+            intensity_check=intensity_check,
         )
     top = max(masks)
     labels = np.zeros(stack.shape[:3], dtype=np.uint8 if top <= 255 else np.uint16)
@@ -666,7 +704,7 @@ def segment_volume(
         An accepted mask on ``slice_index`` to start from instead of a prediction.
     **options
         ``slice_range``, ``window``, ``method``, ``margin``, ``iou_threshold``, ``min_area``,
-        ``use_logits``, ``backend`` as in :func:`segment_volume_multi`.
+        ``use_logits``, ``intensity_check``, ``backend`` as in :func:`segment_volume_multi`.
 
     Returns
     -------
