@@ -7,6 +7,7 @@ AI-pending (provenance) until the annotator confirms or withdraws them here.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import napari
@@ -31,7 +32,15 @@ from napari_segflow.layers_volume import commit_propagation, confirm_edit, withd
 
 __all__ = ["VolumeWidget"]
 
-_DEFAULT_MODELS = ["medsam-lite", "sam2.1-tiny", "sam2.1-small", "sam2.1-base-plus", "sam2.1-large"]
+log = logging.getLogger(__name__)
+
+_DEFAULT_MODELS = [
+    "medsam-lite",
+    "sam2.1-tiny",
+    "sam2.1-small",
+    "sam2.1-base-plus",
+    "sam2.1-large",
+]
 _CURRENT_MASK = "mask of the selected label"
 
 
@@ -87,7 +96,14 @@ class VolumeWidget(QWidget):
         self._status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
-        for w in (self._image, self._labels, self._prompt, self._model, self._method, self._direction):
+        for w in (
+            self._image,
+            self._labels,
+            self._prompt,
+            self._model,
+            self._method,
+            self._direction,
+        ):
             layout.addWidget(w.native)
         form = QFormLayout()
         rng = QHBoxLayout()
@@ -244,7 +260,7 @@ class VolumeWidget(QWidget):
         self._target = (labels, (z,) if prompt.mask is not None else (), (lo, hi))
         relay, cancel = self._relay, self._cancel
 
-        @thread_worker
+        @thread_worker(ignore_errors=True)  # errors reach _on_error, not the Qt event loop
         def run():
             from napari_segflow.core.segment.volume import segment_volume_multi
 
@@ -304,6 +320,7 @@ class VolumeWidget(QWidget):
             self._status.setText(str(exc))
             show_error(str(exc))
         else:
+            log.error("volume propagation failed", exc_info=exc)
             self._status.setText(f"Propagation failed: {exc}")
             show_error(f"Propagation failed: {type(exc).__name__}: {exc}")
 
@@ -346,4 +363,3 @@ class VolumeWidget(QWidget):
         src = image.metadata.get(NIFTI_META_KEY)
         if src is not None and NIFTI_META_KEY not in labels.metadata:
             labels.metadata[NIFTI_META_KEY] = src
-

@@ -41,6 +41,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], object]
+
+#: the refined method's second, box-smoothed pass (measured in docs/volume.md)
+_SECOND_PASS = True
 CancelFn = Callable[[], bool]
 
 
@@ -243,11 +246,13 @@ class _Sweeper:
     def embed(self, z: int):
         if self.cancel is not None and self.cancel():
             raise PropagationCancelled("propagation cancelled")
-        emb = self.model.embed(self.stack[z], window=self.window)
-        self.done += 1
+        return self.model.embed(self.stack[z], window=self.window)
+
+    def tick(self, final: bool = False) -> None:
+        """One more slice handled (chains that stop early end with ``final``)."""
+        self.done = self.total if final else self.done + 1
         if self.progress is not None:
-            self.progress(min(self.done, self.total), self.total)
-        return emb
+            self.progress(min(self.done, self.total - (0 if final else 1)), self.total)
 
     def predict_prompt(self, emb, prompt: Prompt):
         if prompt.mask is not None:
@@ -316,6 +321,7 @@ class _Sweeper:
             )
             if not any(t.active for t in tracks) and not ahead:
                 return
+            self.tick()
             emb = None
             for t in tracks:
                 fixed = anchors.get(t.class_id, {}).get(z)
@@ -439,6 +445,7 @@ def _propagate_2d(
 
     # 1. the annotated slices themselves
     for z in sorted({z for per in prompts.values() for z in per}):
+        sweeper.tick()
         emb = None
         for cid, per in prompts.items():
             if z not in per:
@@ -505,6 +512,15 @@ def _propagate_2d(
 
     _run(out)
     if not refined:
+        sweeper.tick(final=True)
+        return out
+    if not _SECOND_PASS:
+        for cid in out:
+            seeds = np.zeros_like(out[cid])
+            for z, m in anchors[cid].items():
+                seeds[z] = m
+            out[cid] = _keep_connected(out[cid], seeds)
+        sweeper.tick(final=True)
         return out
 
     # 2. second pass: boxes from the first pass, smoothed along the axis, prompt every slice
@@ -522,6 +538,7 @@ def _propagate_2d(
         second[cid] = _keep_connected(second[cid], seeds)
         for z, m in anchors[cid].items():
             second[cid][z] = m
+    sweeper.tick(final=True)
     return second
 
 
