@@ -61,7 +61,9 @@ def commit_propagation(
     """
     data = layer.data
     if np.shape(labels) != np.shape(data):
-        raise ValueError(f"labels of shape {np.shape(labels)} do not fit the layer's {np.shape(data)}")
+        raise ValueError(
+            f"labels of shape {np.shape(labels)} do not fit the layer's {np.shape(data)}"
+        )
     prov = layer_provenance(layer)
     edits = []
     for cid in [int(c) for c in np.unique(labels) if c != 0]:
