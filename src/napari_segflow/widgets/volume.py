@@ -8,6 +8,7 @@ AI-pending (provenance) until the annotator confirms or withdraws them here.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import napari
@@ -54,6 +55,21 @@ def _model_names() -> list[str]:
     return names or list(_DEFAULT_MODELS)
 
 
+def _guard_llvm_clash() -> None:
+    """Keep triton from loading on CPU-only machines once the viewer's OpenGL is up.
+
+    With a software OpenGL (Mesa llvmpipe, e.g. on a virtual screen) already loaded, importing
+    triton's own LLVM segfaults the process; torch imports triton only to compile GPU kernels,
+    which a CPU-only machine never does, so it is marked unavailable before the model loads.
+    """
+    if "triton" in sys.modules:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        sys.modules["triton"] = None  # torch then treats triton as not installed
+
+
 class _Relay(QObject):
     """Carries progress from the worker thread to the GUI thread (queued signal)."""
 
@@ -96,6 +112,7 @@ class VolumeWidget(QWidget):
         self._status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
+        form = QFormLayout()
         for w in (
             self._image,
             self._labels,
@@ -104,8 +121,7 @@ class VolumeWidget(QWidget):
             self._method,
             self._direction,
         ):
-            layout.addWidget(w.native)
-        form = QFormLayout()
+            form.addRow(w.label, w.native)
         rng = QHBoxLayout()
         rng.addWidget(self._first)
         rng.addWidget(QLabel("to"))
@@ -252,6 +268,7 @@ class VolumeWidget(QWidget):
             return None
         cid, prompt = built
         self._copy_volume_metadata(image, labels)
+        _guard_llvm_clash()
         name, method, direction = self._model.value, self._method.value, self._direction.value
         self._cancel.clear()
         self._progress.setRange(0, 1)
