@@ -7,10 +7,11 @@ several classes at once):
   prompted with the previous slice's prediction: its bounding box grown by a margin and,
   optionally, its low-resolution logits. Propagation stops when the object vanishes or jumps
   (IoU with the previous slice below a threshold, or its area collapses).
-  ``method="refined"`` (the default) adds what beats that simple chain, measured in
-  docs/volume.md: more annotated slices act as anchors, slices between two anchors are prompted
-  from both ends, boxes are smoothed along the propagation axis in a second pass, and the result
-  keeps the 3D component that holds the prompted object.
+  ``method="refined"`` (the default) adds what beat that simple chain, measured in
+  docs/volume.md: a chain also stops when its mask leaves the object's intensity range, and
+  the result keeps the 3D component that holds the prompted object, holes filled. With both
+  methods more annotated slices act as anchors: slices between two anchors are reached from both
+  ends and take the nearer anchor's chain.
 * **SAM 2 video predictor** (see :mod:`napari_segflow.core.segment.sam2_volume`): the slices are
   frames of a video; its memory carries the object forward and backward.
 
@@ -41,9 +42,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], object]
-
-#: the refined method's second, box-smoothed pass (measured in docs/volume.md)
-_SECOND_PASS = True
 CancelFn = Callable[[], bool]
 
 
@@ -106,7 +104,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     0.5
     """
     union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+    return 1.0 if union == 0 else float(np.count_nonzero(a & b) / union)
 
 
 def _grow_box(box, margin: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -260,8 +258,8 @@ class _Sweeper:
         res = self.model.predict(emb, **_prompt_kwargs(prompt))
         return res.mask, res.logits
 
-    def predict_from(self, emb, track: _Track, box=None):
-        box = box if box is not None else mask_box(track.prev_mask)
+    def predict_from(self, emb, track: _Track):
+        box = mask_box(track.prev_mask)
         if box is None:
             return None
         grown = _grow_box(box, self.margin, self.shape2d)
@@ -303,13 +301,11 @@ class _Sweeper:
         tracks: list[_Track],
         out: dict[int, np.ndarray],
         anchors: Mapping[int, Mapping[int, np.ndarray]],
-        box_plan: Mapping[int, Mapping[int, tuple]] | None = None,
     ) -> None:
         """Walk ``start`` (exclusive) to ``stop`` (inclusive) by ``step``; write masks to ``out``.
 
         ``out[class_id]`` is a (Z, H, W) bool array; ``anchors[class_id][z]`` are masks fixed by
-        the annotator (the chain restarts from them); ``box_plan[class_id][z]`` replaces the box
-        taken from the previous slice (second, smoothed pass).
+        the annotator (the chain restarts from them).
         """
         z = start
         while True:
@@ -336,32 +332,13 @@ class _Sweeper:
                     continue
                 if emb is None:
                     emb = self.embed(z)
-                box = None
-                if box_plan is not None:  # second pass: only where the first pass found it
-                    box = box_plan.get(t.class_id, {}).get(z)
-                    if box is None:
-                        t.active = False
-                        continue
-                res = self.predict_from(emb, t, box)
+                res = self.predict_from(emb, t)
                 if res is None or not self.accept(t, res.mask, z):
                     t.active = False
                     continue
                 out[t.class_id][z] = res.mask
                 t.prev_mask, t.prev_logits = res.mask, res.logits
                 t.prev_area = int(np.count_nonzero(res.mask))
-
-
-def _smoothed_boxes(
-    masks: np.ndarray, lo: int, hi: int, radius: int = 1
-) -> dict[int, tuple[int, int, int, int]]:
-    """Per slice, the median of the neighbouring slices' boxes (a box that ignores flicker)."""
-    boxes = {z: mask_box(masks[z]) for z in range(lo, hi + 1)}
-    present = [z for z, b in boxes.items() if b is not None]
-    out = {}
-    for z in present:
-        near = [boxes[k] for k in range(z - radius, z + radius + 1) if boxes.get(k) is not None]
-        out[z] = tuple(int(round(v)) for v in np.median(np.asarray(near, dtype=float), axis=0))
-    return out
 
 
 def _keep_connected(masks: np.ndarray, seeds: np.ndarray) -> np.ndarray:
@@ -436,7 +413,7 @@ def _propagate_2d(
         use_logits=use_logits,
         progress=progress,
         cancel=cancel,
-        total_steps=span * (2 if refined else 1),
+        total_steps=span,
         intensity_check=intensity_check if refined else 0.0,
     )
     out = {cid: np.zeros((n, h, w), dtype=bool) for cid in prompts}
@@ -479,7 +456,7 @@ def _propagate_2d(
             )
         return ts
 
-    def _run(out_: dict[int, np.ndarray], plan=None) -> None:
+    def _run(out_: dict[int, np.ndarray]) -> None:
         # forward from each object's lowest anchor, backward from its highest; anchors in
         # between restart the chain, so slices between two anchors are reached from both ends
         # and the nearer end wins (see below)
@@ -488,12 +465,12 @@ def _propagate_2d(
         if direction in ("both", "forward"):
             for z0 in sorted(set(fwd.values())):
                 group = {c: z for c, z in fwd.items() if z == z0}
-                sweeper.sweep(z0, hi, +1, _tracks(group), out_, anchors, plan)
+                sweeper.sweep(z0, hi, +1, _tracks(group), out_, anchors)
         if direction in ("both", "backward"):
             back = {cid: np.zeros_like(m) for cid, m in out_.items()}
             for z0 in sorted(set(bwd.values()), reverse=True):
                 group = {c: z for c, z in bwd.items() if z == z0}
-                sweeper.sweep(z0, lo, -1, _tracks(group), back, anchors, plan)
+                sweeper.sweep(z0, lo, -1, _tracks(group), back, anchors)
             for cid in out_:
                 a = sorted(anchors[cid])
                 for z in range(lo, hi + 1):
@@ -511,35 +488,16 @@ def _propagate_2d(
                         out_[cid][z] = back[cid][z]
 
     _run(out)
-    if not refined:
-        sweeper.tick(final=True)
-        return out
-    if not _SECOND_PASS:
+    if refined:
         for cid in out:
             seeds = np.zeros_like(out[cid])
             for z, m in anchors[cid].items():
                 seeds[z] = m
             out[cid] = _keep_connected(out[cid], seeds)
-        sweeper.tick(final=True)
-        return out
-
-    # 2. second pass: boxes from the first pass, smoothed along the axis, prompt every slice
-    plan = {cid: _smoothed_boxes(out[cid], lo, hi) for cid in out}
-    second = {cid: np.zeros((n, h, w), dtype=bool) for cid in prompts}
-    for cid in prompts:
-        for z, m in anchors[cid].items():
-            second[cid][z] = m
-    sweeper.total = sweeper.done + span
-    _run(second, plan)
-    for cid in second:
-        seeds = np.zeros_like(second[cid])
-        for z, m in anchors[cid].items():
-            seeds[z] = m
-        second[cid] = _keep_connected(second[cid], seeds)
-        for z, m in anchors[cid].items():
-            second[cid][z] = m
+            for z, m in anchors[cid].items():
+                out[cid][z] = m
     sweeper.tick(final=True)
-    return second
+    return out
 
 
 # ------------------------------------------------------------------------------ public API
@@ -601,7 +559,7 @@ def segment_volume_multi(
         Resolved once for the whole volume by :func:`volume_window`.
     method : {"refined", "simple"}
         ``"simple"``: one chain per direction, each slice prompted from the previous one.
-        ``"refined"``: adds the smoothed second pass and the 3D clean-up (2D models only).
+        ``"refined"``: adds the intensity stop and the 3D clean-up (2D models only).
     margin : float
         Each propagated box grows by this fraction of its size on every side.
     iou_threshold : float
