@@ -144,11 +144,13 @@ def video_predictor_from(net):
     return vp
 
 
-def init_volume_state(predictor, frames: SliceFrames) -> dict:
+def init_volume_state(predictor, frames: SliceFrames, *, warm_frame: int = 0) -> dict:
     """The inference state ``predictor.init_state`` would build, with ``frames`` as images.
 
     Every field of ``SAM2VideoPredictor.init_state`` is filled the same way; only the source of
-    ``images`` differs (a lazy :class:`SliceFrames` instead of decoded JPEGs).
+    ``images`` differs (a lazy :class:`SliceFrames` instead of decoded JPEGs). ``init_state``
+    computes frame 0's features in advance; ``warm_frame`` picks the frame instead (the
+    prompted one, whose features the first prompt needs anyway).
     """
     import torch
 
@@ -174,7 +176,7 @@ def init_volume_state(predictor, frames: SliceFrames) -> dict:
         "frames_tracked_per_obj": {},
     }
     with torch.inference_mode():
-        predictor._get_image_feature(state, frame_idx=0, batch_size=1)
+        predictor._get_image_feature(state, frame_idx=int(warm_frame), batch_size=1)
     return state
 
 
@@ -250,15 +252,14 @@ def propagate_video(
     frames = SliceFrames(sub, predictor.image_size, window)
     shape = sub.shape[1:3]
     out = {cid: np.zeros((n, *shape), dtype=bool) for cid in prompts}
-    state = init_volume_state(predictor, frames)
+    starts = sorted(z - lo for per in prompts.values() for z in per)
+    first, last = starts[0], starts[-1]
+    state = init_volume_state(predictor, frames, warm_frame=first)
     if state_hook is not None:
         state_hook(state)
-    starts = []
     for cid, per in prompts.items():
         for z, prompt in per.items():
             _add_prompt(predictor, state, z - lo, int(cid), prompt, shape)
-            starts.append(z - lo)
-    first, last = min(starts), max(starts)
     runs = []
     if direction in ("both", "forward"):
         runs.append((first, False, (hi - lo) - first + 1))
