@@ -155,3 +155,14 @@ def test_clicks_with_earlier_logits_and_without_box(model, disk_case):
         model.predict(
             emb, points=[centre], point_labels=[0], mask_input=np.full((1, 256, 256), -5.0)
         )
+
+
+def test_bad_medsam_checkpoints(tmp_path):
+    from napari_segflow.core.segment import CheckpointError
+
+    garbage = tmp_path / "lite_medsam.pth"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="not a readable medsam-lite checkpoint"):
+        load_model("medsam-lite", checkpoint=garbage)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model("medsam-lite", checkpoint=tmp_path / "absent.pth")
