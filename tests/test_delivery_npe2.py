@@ -81,9 +81,11 @@ def test_nifti_writer_uses_scale_and_translate(tmp_path):
     }
     [path] = write_labels_nifti(str(tmp_path / "v.nii.gz"), vol, meta)
     back = read_nifti(path)
-    assert np.array_equal(back.data, vol)
-    assert np.allclose(np.diag(back.affine), [2.0, 0.5, 0.5, 1.0])
-    assert np.allclose(back.affine[:3, 3], [10.0, 0, -3])
+    # layers hold NIfTI arrays with their axes reversed (slice axis first): the file is the
+    # layer's array reversed, and its affine the layer's scale/translate reversed
+    assert np.array_equal(back.data, vol.transpose(2, 1, 0))
+    assert np.allclose(np.diag(back.affine), [0.5, 0.5, 2.0, 1.0])
+    assert np.allclose(back.affine[:3, 3], [-3, 0, 10.0])
 
 
 def test_viewer_opens_geotiff_and_saves_labels_with_its_georeference(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .core.io import read_png, read_png_taxonomy
 from .layers import labels_layer_kwargs
 
@@ -108,3 +110,68 @@ def _read_coco(path):
         kwargs["name"] = Path(image_name).stem
         layers.append((labels, kwargs, "labels"))
     return layers
+def _nifti_stem(path: str) -> str:
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def get_nifti_reader(path):
+    """Reader for ``.nii``/``.nii.gz`` volumes: image or labels, voxel spacing as layer scale.
+
+    The layer holds the file's array with its axes reversed (slice axis first, see
+    :mod:`napari_segflow.core.io.volume_layout`); the file's affine stays in the layer metadata so
+    that saving a Labels layer as NIfTI writes it back exactly.
+    """
+    if not isinstance(path, str) or not path.lower().endswith((".nii", ".nii.gz")):
+        return None
+    return _read_nifti_layer
+
+
+def _read_nifti_layer(path: str) -> list[tuple]:
+    from .core.io.nifti import read_nifti
+    from .core.io.volume_layout import (
+        layer_spacing,
+        looks_like_labels,
+        nifti_layer_metadata,
+        to_layer_order,
+    )
+
+    vol = read_nifti(path)  # ValueError with the file name for bad or truncated files
+    data = np.ascontiguousarray(to_layer_order(vol.data))
+    meta = nifti_layer_metadata(vol.affine, vol.data.shape, source=str(path))
+    kwargs = {
+        "name": _nifti_stem(path),
+        "scale": layer_spacing(vol.spacing),
+        "metadata": meta,
+    }
+    if looks_like_labels(vol.data, Path(path).name):
+        return [(data, kwargs, "labels")]
+    return [(data, kwargs, "image")]
+
+
+def get_tiff_stack_reader(path):
+    """Reader for multi-page TIFF z-stacks (microscopy); ``None`` for single images or GeoTIFFs."""
+    if not isinstance(path, str) or not path.lower().endswith((".tif", ".tiff")):
+        return None
+    from .core.io.tiff_stack import is_tiff_stack
+
+    if not is_tiff_stack(path):
+        return None
+    return _read_tiff_stack_layer
+
+
+def _read_tiff_stack_layer(path: str) -> list[tuple]:
+    from .core.io.tiff_stack import read_tiff_stack
+
+    stack = read_tiff_stack(path)
+    rgb = stack.data.ndim == 4 and stack.data.shape[-1] in (3, 4)
+    kwargs = {
+        "name": Path(path).stem,
+        "scale": stack.spacing,
+        "rgb": rgb,
+        "metadata": {"segflow_spacing_unit": stack.unit},
+    }
+    return [(stack.data, kwargs, "image")]

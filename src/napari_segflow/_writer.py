@@ -87,24 +87,37 @@ def write_labels_geotiff(path: str, data, meta: dict) -> list[str]:
 
 
 def write_labels_nifti(path: str, data, meta: dict) -> list[str]:
-    """Write a Labels layer as ``.nii.gz`` with the source volume's affine.
+    """Write a Labels layer as ``.nii``/``.nii.gz``.
 
-    The affine comes from the layer metadata (``nifti_affine`` or ``affine``) when a NIfTI reader
-    stored it there, else from the layer's scale and translate.
+    A layer read from NIfTI is written back in the file's axis order with its source affine,
+    unchanged; any other layer gets an affine built from its scale and translate. The taxonomy,
+    when the layer has one, validates the ids first. A provenance record in the layer metadata
+    is written beside the file.
     """
-    from .core.io.nifti import write_nifti
+    import numpy as np
 
-    md = meta.get("metadata") or {}
-    affine = md.get("nifti_affine", md.get("affine"))
-    if affine is None:
-        arr_ndim = np.ndim(data)
-        scale = list(meta.get("scale") or [1.0] * arr_ndim)
-        translate = list(meta.get("translate") or [0.0] * arr_ndim)
-        affine = np.eye(4)
-        for i in range(min(arr_ndim, 3)):
-            affine[i, i] = float(scale[i])
-            affine[i, 3] = float(translate[i])
-    written = write_nifti(
-        np.asarray(data), path, affine=np.asarray(affine), taxonomy=_layer_taxonomy(meta)
-    )
-    return [str(written)]
+    from .core.io.nifti import write_nifti
+    from .core.io.validate import ExportError
+    from .core.io.volume_layout import NIFTI_META_KEY, affine_from_scale, from_layer_order
+    from .core.provenance import PROVENANCE_KEY, write_provenance
+
+    layer_meta = meta.get("metadata") or {}
+    arr = np.asarray(data)
+    file_arr = from_layer_order(arr)
+    src = layer_meta.get(NIFTI_META_KEY)
+    if src is not None:
+        affine = np.asarray(src["affine"], dtype=float)
+        if tuple(src.get("shape", file_arr.shape)) != file_arr.shape:
+            raise ExportError(
+                f"labels of shape {arr.shape} do not match the NIfTI volume they came from "
+                f"(file shape {tuple(src['shape'])}): its affine would not apply"
+            )
+    else:
+        affine = affine_from_scale(meta.get("scale", (1.0,) * arr.ndim), meta.get("translate"))
+    taxonomy = _layer_taxonomy(meta) if TAXONOMY_KEY in layer_meta else None
+    written = write_nifti(np.ascontiguousarray(file_arr), path, affine=affine, taxonomy=taxonomy)
+    out = [str(written)]
+    prov = layer_meta.get(PROVENANCE_KEY)
+    if prov is not None and np.shape(prov) == arr.shape:
+        out.append(str(write_provenance(written, from_layer_order(np.asarray(prov)))))
+    return out

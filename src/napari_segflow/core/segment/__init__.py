@@ -16,6 +16,12 @@ from napari_segflow.core.segment.checkpoints import CheckpointError, cache_dir
 from napari_segflow.core.segment.coords import ModelPrompts, to_model_prompts
 from napari_segflow.core.segment.preprocess import WINDOW_PRESETS, Percentile, Window
 from napari_segflow.core.segment.protocol import Embedding, PromptableModel, SegmentationResult
+from napari_segflow.core.segment.volume import (
+    Prompt,
+    PropagationCancelled,
+    segment_volume,
+    segment_volume_multi,
+)
 
 __all__ = [
     "WINDOW_PRESETS",
@@ -25,11 +31,15 @@ __all__ = [
     "ModelPrompts",
     "Percentile",
     "PromptableModel",
+    "Prompt",
+    "PropagationCancelled",
     "SegmentationResult",
     "Window",
     "available_models",
     "cache_dir",
     "load_model",
+    "segment_volume",
+    "segment_volume_multi",
     "to_model_prompts",
 ]
 

@@ -1,0 +1,704 @@
+"""Prompt one slice of a CT/MRI volume, propagate the segmentation through the others.
+
+Two paths share one entry point, :func:`segment_volume` (and :func:`segment_volume_multi` for
+several classes at once):
+
+* **2D models** (LiteMedSAM, SAM 2 used image by image): slice by slice. Each next slice is
+  prompted with the previous slice's prediction: its bounding box grown by a margin and,
+  optionally, its low-resolution logits. Propagation stops when the object vanishes or jumps
+  (IoU with the previous slice below a threshold, or its area collapses).
+  ``method="refined"`` (the default) adds what beat that simple chain, measured in
+  docs/volume.md: a chain also stops when its mask leaves the object's intensity range, and
+  the result keeps the 3D component that holds the prompted object, holes filled. With both
+  methods more annotated slices act as anchors: slices between two anchors are reached from both
+  ends and take the nearer anchor's chain.
+* **SAM 2 video predictor** (see :mod:`napari_segflow.core.segment.sam2_volume`): the slices are
+  frames of a video; its memory carries the object forward and backward.
+
+The intensity window is resolved once for the whole volume (:func:`volume_window`), so every
+slice is mapped to 8 bits the same way and slices stay comparable. Embeddings go through the
+model's own cache; only the slices visited are embedded, each once per sweep, and only the
+current slice's embedding is held by this module (memory stays bounded for long volumes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Prompt",
+    "PropagationCancelled",
+    "mask_box",
+    "mask_iou",
+    "segment_volume",
+    "segment_volume_multi",
+    "volume_window",
+]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], object]
+CancelFn = Callable[[], bool]
+
+
+class PropagationCancelled(RuntimeError):
+    """Raised when the ``cancel`` callback asked to stop; nothing is returned."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What an annotator gave for one object on one slice.
+
+    Attributes
+    ----------
+    box : (row_min, col_min, row_max, col_max), inclusive, optional
+    points : (N, 2) of (row, col), optional
+    point_labels : (N,) of 1/0, optional
+    slice_index : int, optional
+        The slice the prompt was drawn on; ``None`` means the call's ``slice_index``.
+    mask : (H, W) bool array, optional
+        An accepted mask on that slice: used as it is for that slice (no prediction there)
+        and as the start of the propagation.
+    """
+
+    box: tuple[float, float, float, float] | None = None
+    points: Sequence[Sequence[float]] | np.ndarray | None = None
+    point_labels: Sequence[int] | np.ndarray | None = None
+    slice_index: int | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.box is None and self.points is None and self.mask is None:
+            raise ValueError("a Prompt needs a box, points or a mask")
+
+
+# --------------------------------------------------------------------------- small helpers
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Inclusive ``(row_min, col_min, row_max, col_max)`` of a mask, ``None`` when empty.
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 6), bool); m[1:3, 2:5] = True
+    >>> mask_box(m)
+    (1, 2, 2, 4)
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty).
+
+    Examples
+    --------
+    >>> a = np.zeros((4, 4), bool); a[:2] = True
+    >>> b = np.zeros((4, 4), bool); b[:1] = True
+    >>> mask_iou(a, b)
+    0.5
+    """
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else float(np.count_nonzero(a & b) / union)
+
+
+def _grow_box(box, margin: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Grow an inclusive box by ``margin`` of its size per side (at least one pixel)."""
+    r0, c0, r1, c1 = box
+    dr = max(1, round(margin * (r1 - r0 + 1)))
+    dc = max(1, round(margin * (c1 - c0 + 1)))
+    return (
+        max(0, r0 - dr),
+        max(0, c0 - dc),
+        min(shape[0] - 1, r1 + dr),
+        min(shape[1] - 1, c1 + dc),
+    )
+
+
+def volume_window(volume: np.ndarray, window="auto"):
+    """One intensity window for the whole volume (so all slices map to 8 bits the same way).
+
+    ``"auto"``: the CT soft-tissue window for Hounsfield data, else the volume's own 0.5-99.5
+    percentiles as a fixed level/width. Other values (preset names, ``(level, width)``,
+    ``Window``) are resolved by the engine and returned; a ``Percentile`` is turned into the
+    fixed window of the *volume's* percentiles.
+
+    Examples
+    --------
+    >>> v = np.full((3, 8, 8), -1000, np.int16); v[:, 2:6, 2:6] = 60
+    >>> volume_window(v)
+    Window(level=40, width=400)
+    >>> volume_window(np.arange(1000, dtype=np.float32).reshape(10, 10, 10), (0.0, 100.0)).bounds
+    (-50.0, 50.0)
+    """
+    from napari_segflow.core.segment.preprocess import (
+        WINDOW_PRESETS,
+        Percentile,
+        Window,
+        looks_like_hounsfield,
+        resolve_window,
+    )
+
+    win = resolve_window(window)
+    arr = np.asarray(volume)
+    if win == "auto":
+        if looks_like_hounsfield(arr):
+            return WINDOW_PRESETS["ct-soft-tissue"]
+        win = Percentile(0.5, 99.5)
+    if isinstance(win, Percentile):
+        # a strided sample keeps this cheap for 512x512x300 volumes
+        step = max(1, arr.size // 2_000_000)
+        sample = arr.reshape(-1)[::step].astype(np.float32)
+        lo, hi = (float(v) for v in np.percentile(sample, (win.low, win.high)))
+        if hi <= lo:
+            hi = lo + 1.0
+        return Window((lo + hi) / 2, hi - lo)
+    if win is None:
+        lo, hi = float(arr.min()), float(arr.max())
+        return Window((lo + hi) / 2, max(hi - lo, 1.0))
+    return win
+
+
+def _check_volume(volume: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
+    arr = np.asarray(volume)
+    if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] not in (3, 4)):
+        raise ValueError(
+            f"volume must be 3D (Z, Y, X) or 4D (Z, Y, X, C) with 3 or 4 channels, got shape {arr.shape}"
+        )
+    n_spatial = 3
+    if not -n_spatial <= axis < n_spatial:
+        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    axis %= n_spatial
+    if arr.shape[axis] < 1:
+        raise ValueError("volume has no slices along the chosen axis")
+    return np.moveaxis(arr, axis, 0), axis
+
+
+def _check_range(slice_range, n: int) -> tuple[int, int]:
+    if slice_range is None:
+        return 0, n - 1
+    lo, hi = (int(v) for v in slice_range)
+    lo, hi = max(0, min(lo, hi)), min(n - 1, max(lo, hi))
+    return lo, hi
+
+
+# ------------------------------------------------------------------------ the 2D propagation
+@dataclass
+class _Track:
+    """Propagation state of one object in one sweep."""
+
+    class_id: int
+    prev_mask: np.ndarray | None
+    prev_logits: np.ndarray | None
+    prev_area: int
+    active: bool = True
+    #: intensity range (10th-90th percentile) of the object on its annotated slice
+    ref_range: tuple[float, float] | None = None
+
+
+def _prompt_kwargs(prompt: Prompt) -> dict:
+    return {
+        "box": prompt.box,
+        "points": None if prompt.points is None else np.asarray(prompt.points, dtype=float),
+        "point_labels": prompt.point_labels,
+    }
+
+
+class _Sweeper:
+    """Runs the slice-by-slice chains; one embedding per visited slice per sweep."""
+
+    def __init__(
+        self,
+        model,
+        stack: np.ndarray,
+        window,
+        *,
+        margin: float,
+        iou_threshold: float,
+        min_area: int,
+        use_logits: bool,
+        progress: ProgressFn | None,
+        cancel: CancelFn | None,
+        total_steps: int,
+        intensity_check: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.stack = stack
+        self.window = window
+        self.margin = margin
+        self.iou_threshold = iou_threshold
+        self.min_area = min_area
+        self.use_logits = use_logits
+        self.intensity_check = intensity_check
+        self.progress = progress
+        self.cancel = cancel
+        self.total = max(1, total_steps)
+        self.done = 0
+        self.shape2d = stack.shape[1:3]
+
+    def embed(self, z: int):
+        if self.cancel is not None and self.cancel():
+            raise PropagationCancelled("propagation cancelled")
+        return self.model.embed(self.stack[z], window=self.window)
+
+    def tick(self, final: bool = False) -> None:
+        """One more slice handled (chains that stop early end with ``final``)."""
+        self.done = self.total if final else self.done + 1
+        if self.progress is not None:
+            self.progress(min(self.done, self.total - (0 if final else 1)), self.total)
+
+    def predict_prompt(self, emb, prompt: Prompt):
+        if prompt.mask is not None:
+            return np.asarray(prompt.mask, dtype=bool), None
+        res = self.model.predict(emb, **_prompt_kwargs(prompt))
+        return res.mask, res.logits
+
+    def predict_from(self, emb, track: _Track):
+        box = mask_box(track.prev_mask)
+        if box is None:
+            return None
+        grown = _grow_box(box, self.margin, self.shape2d)
+        logits = track.prev_logits if self.use_logits else None
+        res = self.model.predict(emb, box=grown, mask_input=logits)
+        return res
+
+    def intensities(self, z: int, mask: np.ndarray) -> np.ndarray:
+        vals = self.stack[z][mask]
+        return vals.mean(axis=-1) if vals.ndim == 2 else vals
+
+    def ref_range(self, z: int, mask: np.ndarray) -> tuple[float, float] | None:
+        if not self.intensity_check or not mask.any():
+            return None
+        lo, hi = np.percentile(self.intensities(z, mask).astype(np.float64), (10, 90))
+        return float(lo), float(hi)
+
+    def accept(self, track: _Track, mask: np.ndarray, z: int) -> bool:
+        """Whether ``mask`` continues the object (else the chain stops)."""
+        area = int(np.count_nonzero(mask))
+        if area < self.min_area:
+            return False
+        if track.prev_mask is not None and mask_iou(mask, track.prev_mask) < self.iou_threshold:
+            return False
+        if track.ref_range is not None:
+            # a chain that slid onto a neighbouring structure keeps a plausible shape but not
+            # the object's intensities: most of its pixels leave the annotated range
+            vals = self.intensities(z, mask)
+            lo, hi = track.ref_range
+            if np.count_nonzero((vals >= lo) & (vals <= hi)) < self.intensity_check * vals.size:
+                return False
+        return True
+
+    def sweep(
+        self,
+        start: int,
+        stop: int,
+        step: int,
+        tracks: list[_Track],
+        out: dict[int, np.ndarray],
+        anchors: Mapping[int, Mapping[int, np.ndarray]],
+    ) -> None:
+        """Walk ``start`` (exclusive) to ``stop`` (inclusive) by ``step``; write masks to ``out``.
+
+        ``out[class_id]`` is a (Z, H, W) bool array; ``anchors[class_id][z]`` are masks fixed by
+        the annotator (the chain restarts from them).
+        """
+        z = start
+        while True:
+            z += step
+            if (step > 0 and z > stop) or (step < 0 and z < stop):
+                return
+            ahead = any(
+                (k > z if step > 0 else k < z) for t in tracks for k in anchors.get(t.class_id, {})
+            )
+            if not any(t.active for t in tracks) and not ahead:
+                return
+            self.tick()
+            emb = None
+            for t in tracks:
+                fixed = anchors.get(t.class_id, {}).get(z)
+                if fixed is not None:  # an annotated slice: take it, restart the chain there
+                    out[t.class_id][z] = fixed
+                    t.prev_mask, t.prev_logits = fixed, None
+                    t.prev_area = int(np.count_nonzero(fixed))
+                    t.active = bool(fixed.any())
+                    t.ref_range = self.ref_range(z, fixed)
+                    continue
+                if not t.active:
+                    continue
+                if emb is None:
+                    emb = self.embed(z)
+                res = self.predict_from(emb, t)
+                if res is None or not self.accept(t, res.mask, z):
+                    t.active = False
+                    continue
+                out[t.class_id][z] = res.mask
+                t.prev_mask, t.prev_logits = res.mask, res.logits
+                t.prev_area = int(np.count_nonzero(res.mask))
+
+
+def _keep_connected(masks: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Keep the 3D connected components of ``masks`` that touch ``seeds``; fill 2D holes."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(masks)
+    if n > 1:
+        keep = np.unique(lab[seeds & masks])
+        keep = keep[keep > 0]
+        if keep.size:
+            masks = np.isin(lab, keep)
+    for z in np.flatnonzero(masks.any(axis=(1, 2))):
+        masks[z] = ndimage.binary_fill_holes(masks[z])
+    return masks
+
+
+def _normalise_prompts(
+    prompts: Mapping[int, Prompt | Sequence[Prompt]], slice_index: int, n: int
+) -> dict[int, dict[int, Prompt]]:
+    out: dict[int, dict[int, Prompt]] = {}
+    if not prompts:
+        raise ValueError("prompts is empty: give at least one {class_id: Prompt(...)}")
+    for cid, given in prompts.items():
+        if int(cid) <= 0:
+            raise ValueError(f"class ids must be positive (0 is background), got {cid}")
+        items = [given] if isinstance(given, Prompt) else list(given)
+        if not items:
+            raise ValueError(f"class {cid} has no prompt")
+        per_slice: dict[int, Prompt] = {}
+        for p in items:
+            if not isinstance(p, Prompt):
+                raise ValueError(
+                    f"prompts for class {cid} must be Prompt objects, got {type(p).__name__}"
+                )
+            z = slice_index if p.slice_index is None else int(p.slice_index)
+            if not 0 <= z < n:
+                raise ValueError(f"slice_index {z} is outside the volume's {n} slices")
+            per_slice[z] = p
+        out[int(cid)] = per_slice
+    return out
+
+
+def _propagate_2d(
+    model,
+    stack: np.ndarray,
+    prompts: dict[int, dict[int, Prompt]],
+    *,
+    window,
+    direction: str,
+    slice_range: tuple[int, int],
+    method: str,
+    margin: float,
+    iou_threshold: float,
+    min_area: int,
+    use_logits: bool,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+    intensity_check: float = 0.35,
+) -> dict[int, np.ndarray]:
+    n, h, w = stack.shape[:3]
+    lo, hi = slice_range
+    refined = method == "refined"
+    span = hi - lo + 1
+    sweeper = _Sweeper(
+        model,
+        stack,
+        window,
+        margin=margin,
+        iou_threshold=iou_threshold,
+        min_area=min_area,
+        use_logits=use_logits,
+        progress=progress,
+        cancel=cancel,
+        total_steps=span,
+        intensity_check=intensity_check if refined else 0.0,
+    )
+    out = {cid: np.zeros((n, h, w), dtype=bool) for cid in prompts}
+    anchors: dict[int, dict[int, np.ndarray]] = {cid: {} for cid in prompts}
+    first_logits: dict[int, dict[int, np.ndarray | None]] = {cid: {} for cid in prompts}
+
+    # 1. the annotated slices themselves
+    for z in sorted({z for per in prompts.values() for z in per}):
+        sweeper.tick()
+        emb = None
+        for cid, per in prompts.items():
+            if z not in per:
+                continue
+            p = per[z]
+            if p.mask is None and emb is None:
+                emb = sweeper.embed(z)
+            mask, logits = sweeper.predict_prompt(emb, p)
+            if mask.shape != (h, w):
+                raise ValueError(
+                    f"the mask for class {cid} has shape {mask.shape}, slices are {(h, w)}"
+                )
+            out[cid][z] = mask
+            anchors[cid][z] = mask
+            first_logits[cid][z] = logits
+
+    def _tracks(z0_of: Mapping[int, int]) -> list[_Track]:
+        ts = []
+        for cid, z0 in z0_of.items():
+            m = anchors[cid][z0]
+            if not m.any():
+                continue
+            ts.append(
+                _Track(
+                    cid,
+                    m,
+                    first_logits[cid][z0],
+                    int(np.count_nonzero(m)),
+                    ref_range=sweeper.ref_range(z0, m),
+                )
+            )
+        return ts
+
+    def _run(out_: dict[int, np.ndarray]) -> None:
+        # forward from each object's lowest anchor, backward from its highest; anchors in
+        # between restart the chain, so slices between two anchors are reached from both ends
+        # and the nearer end wins (see below)
+        fwd = {cid: min(a) for cid, a in anchors.items()}
+        bwd = {cid: max(a) for cid, a in anchors.items()}
+        if direction in ("both", "forward"):
+            for z0 in sorted(set(fwd.values())):
+                group = {c: z for c, z in fwd.items() if z == z0}
+                sweeper.sweep(z0, hi, +1, _tracks(group), out_, anchors)
+        if direction in ("both", "backward"):
+            back = {cid: np.zeros_like(m) for cid, m in out_.items()}
+            for z0 in sorted(set(bwd.values()), reverse=True):
+                group = {c: z for c, z in bwd.items() if z == z0}
+                sweeper.sweep(z0, lo, -1, _tracks(group), back, anchors)
+            for cid in out_:
+                a = sorted(anchors[cid])
+                for z in range(lo, hi + 1):
+                    if not back[cid][z].any() or z in anchors[cid]:
+                        continue
+                    if z < a[0] or direction == "backward":
+                        out_[cid][z] = back[cid][z]
+                        continue
+                    if z > a[-1]:
+                        continue
+                    # between two anchors: the nearer anchor's chain wins
+                    below = max(k for k in a if k < z)
+                    above = min(k for k in a if k > z)
+                    if above - z < z - below or not out_[cid][z].any():
+                        out_[cid][z] = back[cid][z]
+
+    _run(out)
+    if refined:
+        for cid in out:
+            seeds = np.zeros_like(out[cid])
+            for z, m in anchors[cid].items():
+                seeds[z] = m
+            out[cid] = _keep_connected(out[cid], seeds)
+            for z, m in anchors[cid].items():
+                out[cid][z] = m
+    sweeper.tick(final=True)
+    return out
+
+
+# ------------------------------------------------------------------------------ public API
+def _sam2_network(model):
+    """The SAM 2 network behind ``model`` when it is a SAM 2 model, else ``None``."""
+    name = str(getattr(model, "name", ""))
+    module = type(model).__module__
+    if not (name.startswith("sam2") or module.startswith("sam2") or "sam2" in module):
+        return None
+    from napari_segflow.core.segment.sam2_volume import find_sam2_base
+
+    return find_sam2_base(model)
+
+
+def segment_volume_multi(
+    model,
+    volume: np.ndarray,
+    prompts: Mapping[int, Prompt | Sequence[Prompt]],
+    slice_index: int,
+    *,
+    axis: int = 0,
+    direction: str = "both",
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    slice_range: tuple[int, int] | None = None,
+    window="auto",
+    method: str = "refined",
+    margin: float = 0.1,
+    iou_threshold: float = 0.3,
+    min_area: int = 4,
+    use_logits: bool = False,
+    intensity_check: float = 0.35,
+    backend: str = "auto",
+) -> np.ndarray:
+    """Segment several objects through a volume from prompts on one (or a few) slices.
+
+    Parameters
+    ----------
+    model : PromptableModel
+        From :func:`napari_segflow.core.segment.load_model`. A SAM 2 model propagates with its
+        video predictor's memory; other models slice by slice.
+    volume : (Z, Y, X) or (Z, Y, X, C) array
+        Any numeric dtype (CT in Hounsfield units, MR, microscopy).
+    prompts : {class_id: Prompt or [Prompt, ...]}
+        Per class, the prompt(s) drawn by the annotator. A prompt without ``slice_index`` lies
+        on ``slice_index``; several prompts for one class on different slices are anchors.
+    slice_index : int
+        The slice (along ``axis``) the prompts were drawn on.
+    axis : int
+        The axis to propagate along (the slice axis; 0 for napari volumes read by segflow).
+    direction : {"both", "forward", "backward"}
+        Forward is increasing slice index.
+    progress : callable(done, total), optional
+    cancel : callable() -> bool, optional
+        Polled before every slice; when it returns True, :class:`PropagationCancelled` is raised.
+    slice_range : (first, last), optional
+        Inclusive range of slices to cover; nothing outside it is segmented.
+    window : "auto", preset name, (level, width), Window or Percentile
+        Resolved once for the whole volume by :func:`volume_window`.
+    method : {"refined", "simple"}
+        ``"simple"``: one chain per direction, each slice prompted from the previous one.
+        ``"refined"``: adds the intensity stop and the 3D clean-up (2D models only).
+    margin : float
+        Each propagated box grows by this fraction of its size on every side.
+    iou_threshold : float
+        A chain stops when a slice's mask overlaps the previous one less than this.
+    min_area : int
+        A chain stops when the mask has fewer pixels (the object vanished).
+    use_logits : bool
+        Also pass the previous slice's low-resolution logits as ``mask_input`` (2D models).
+    intensity_check : float
+        ``"refined"`` only: a chain stops when less than this share of the new mask's voxels lie
+        within the 10th-90th percentile intensities of the object on its annotated slice
+        (0 turns the check off).
+    backend : {"auto", "slices"}
+        ``"auto"`` tracks with SAM 2's video memory when ``model`` is a SAM 2 model (an engine
+        model, a built ``SAM2Base`` or a ``SAM2VideoPredictor``); ``"slices"`` forces the
+        slice-by-slice chain (any model with ``embed``/``predict``).
+
+    Returns
+    -------
+    (Z, Y, X) ndarray of the smallest unsigned dtype for the class ids
+        0 where no object is; where objects overlap the later class in ``prompts`` wins.
+
+    Examples
+    --------
+    >>> # model = load_model("medsam-lite")
+    >>> # labels = segment_volume_multi(model, ct, {5: Prompt(box=(40, 30, 90, 80))}, 60)
+    """
+    if direction not in ("both", "forward", "backward"):
+        raise ValueError(f"direction must be 'both', 'forward' or 'backward', got {direction!r}")
+    if method not in ("refined", "simple"):
+        raise ValueError(f"method must be 'refined' or 'simple', got {method!r}")
+    stack, axis = _check_volume(volume, axis)
+    n = stack.shape[0]
+    if not 0 <= int(slice_index) < n:
+        raise ValueError(
+            f"slice_index {slice_index} is outside the volume's {n} slices along axis {axis}"
+        )
+    lo, hi = _check_range(slice_range, n)
+    norm = _normalise_prompts(prompts, int(slice_index), n)
+    for cid, per in norm.items():
+        outside = [z for z in per if not lo <= z <= hi]
+        if outside:
+            raise ValueError(
+                f"class {cid} is prompted on slice {outside[0]}, outside slice_range {lo}-{hi}"
+            )
+    win = volume_window(stack, window)
+    net = _sam2_network(model) if backend == "auto" else None
+    if backend not in ("auto", "slices"):
+        raise ValueError(f"backend must be 'auto' or 'slices', got {backend!r}")
+    if net is not None:
+        from napari_segflow.core.segment.sam2_volume import propagate_video
+
+        masks = propagate_video(
+            net,
+            stack,
+            norm,
+            window=win,
+            direction=direction,
+            slice_range=(lo, hi),
+            progress=progress,
+            cancel=cancel,
+        )
+    else:
+        masks = _propagate_2d(
+            model,
+            stack,
+            norm,
+            window=win,
+            direction=direction,
+            slice_range=(lo, hi),
+            method=method,
+            margin=margin,
+            iou_threshold=iou_threshold,
+            min_area=min_area,
+            use_logits=use_logits,
+            progress=progress,
+            cancel=cancel,
+            intensity_check=intensity_check,
+        )
+    top = max(masks)
+    labels = np.zeros(stack.shape[:3], dtype=np.uint8 if top <= 255 else np.uint16)
+    for cid, m in masks.items():
+        labels[m] = cid
+    return np.moveaxis(labels, 0, axis)
+
+
+def segment_volume(
+    model,
+    volume: np.ndarray,
+    slice_index: int,
+    box: tuple[float, float, float, float] | None = None,
+    points: Sequence[Sequence[float]] | np.ndarray | None = None,
+    point_labels: Sequence[int] | np.ndarray | None = None,
+    axis: int = 0,
+    direction: str = "both",
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    *,
+    more_prompts: Sequence[Prompt] = (),
+    mask: np.ndarray | None = None,
+    **options,
+) -> np.ndarray:
+    """Segment one object through a volume from a prompt on one slice.
+
+    Parameters
+    ----------
+    model, volume, slice_index, axis, direction, progress, cancel
+        As in :func:`segment_volume_multi`.
+    box : (row_min, col_min, row_max, col_max), inclusive, optional
+        In the coordinates of the slice ``volume.take(slice_index, axis)``.
+    points, point_labels : optional
+        Clicks ``(row, col)`` on that slice, 1 positive / 0 negative.
+    more_prompts : sequence of Prompt
+        Further annotated slices of the same object (each with its ``slice_index``): they
+        anchor the propagation, slices between two anchors are prompted from both ends.
+    mask : (H, W) bool array, optional
+        An accepted mask on ``slice_index`` to start from instead of a prediction.
+    **options
+        ``slice_range``, ``window``, ``method``, ``margin``, ``iou_threshold``, ``min_area``,
+        ``use_logits``, ``intensity_check``, ``backend`` as in :func:`segment_volume_multi`.
+
+    Returns
+    -------
+    bool ndarray with the volume's (spatial) shape
+
+    Examples
+    --------
+    >>> # mask = segment_volume(load_model("medsam-lite"), mr, 10, box=(40, 30, 70, 60))
+    """
+    first = Prompt(box=box, points=points, point_labels=point_labels, mask=mask)
+    labels = segment_volume_multi(
+        model,
+        volume,
+        {1: [first, *more_prompts]},
+        slice_index,
+        axis=axis,
+        direction=direction,
+        progress=progress,
+        cancel=cancel,
+        **options,
+    )
+    return labels.astype(bool)
