@@ -110,6 +110,8 @@ def _read_coco(path):
         kwargs["name"] = Path(image_name).stem
         layers.append((labels, kwargs, "labels"))
     return layers
+
+
 def _nifti_stem(path: str) -> str:
     name = Path(path).name
     for suffix in (".nii.gz", ".nii"):

@@ -50,6 +50,7 @@ from napari_segflow.layers import (
     reject_region,
     track_provenance,
 )
+from napari_segflow.widgets._torch import prepare_torch
 
 __all__ = ["PromptWidget"]
 
@@ -65,23 +66,6 @@ KEYS = {"accept": "a", "reject": "x", "next_candidate": "c", "toggle_polarity": 
 def _camera(viewer):
     scene = getattr(viewer, "scene", None)  # napari >= 0.9 moved the camera to viewer.scene
     return scene.camera if scene is not None else viewer.camera
-
-
-def _prepare_torch() -> None:
-    """Import torch on the main thread and keep triton out of CPU-only processes.
-
-    torchvision pulls in ``torch._dynamo``, which imports triton when it is installed. triton
-    bundles its own LLVM, and loading it after napari has created an OpenGL context on Mesa's
-    software renderer (llvmpipe, also LLVM) kills the process with a segmentation fault. Without
-    CUDA triton has nothing to do, so it is hidden from the import system (``import triton``
-    then raises ImportError and torch carries on without it).
-    """
-    import sys
-
-    import torch
-
-    if "triton" not in sys.modules and not torch.cuda.is_available():
-        sys.modules["triton"] = None  # type: ignore[assignment]
 
 
 class PromptWidget(QWidget):
@@ -509,7 +493,7 @@ class PromptWidget(QWidget):
             )
             return
         pixels = self._image_plane(plane)
-        _prepare_torch()
+        prepare_torch()
         if self._worker is not None:
             self._worker.quit()  # its result, if it still comes, is stale and dropped
         self.session.want(token)

@@ -8,7 +8,6 @@ AI-pending (provenance) until the annotator confirms or withdraws them here.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 
 import napari
@@ -30,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_segflow.core.segment.volume import Prompt, PropagationCancelled
 from napari_segflow.layers_volume import commit_propagation, confirm_edit, withdraw_edit
+from napari_segflow.widgets._torch import prepare_torch
 
 __all__ = ["VolumeWidget"]
 
@@ -53,21 +53,6 @@ def _model_names() -> list[str]:
     except ImportError:
         names = []
     return names or list(_DEFAULT_MODELS)
-
-
-def _guard_llvm_clash() -> None:
-    """Keep triton from loading on CPU-only machines once the viewer's OpenGL is up.
-
-    With a software OpenGL (Mesa llvmpipe, e.g. on a virtual screen) already loaded, importing
-    triton's own LLVM segfaults the process; torch imports triton only to compile GPU kernels,
-    which a CPU-only machine never does, so it is marked unavailable before the model loads.
-    """
-    if "triton" in sys.modules:
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        sys.modules["triton"] = None  # torch then treats triton as not installed
 
 
 class _Relay(QObject):
@@ -268,7 +253,7 @@ class VolumeWidget(QWidget):
             return None
         cid, prompt = built
         self._copy_volume_metadata(image, labels)
-        _guard_llvm_clash()
+        prepare_torch()
         name, method, direction = self._model.value, self._method.value, self._direction.value
         self._cancel.clear()
         self._progress.setRange(0, 1)
