@@ -24,9 +24,9 @@ EMBED_TIMEOUT_MS = 120_000
 def models():
     """One LiteMedSAM for the whole module (loading it takes seconds on a CPU)."""
     from napari_segflow.core.segment import load_model
-    from napari_segflow.widgets.prompt import _prepare_torch
+    from napari_segflow.widgets._torch import prepare_torch
 
-    _prepare_torch()  # as the widget does before its first embedding
+    prepare_torch()  # as the widget does before its first embedding
     return {"medsam-lite": load_model("medsam-lite")}
 
 

@@ -25,6 +25,7 @@ from napari_segflow.core.calibration import CalibrationReport, calibrate
 from napari_segflow.core.io.labels import match_label_files
 from napari_segflow.core.taxonomy import LabelClass, Taxonomy, list_presets, load_preset
 from napari_segflow.layers import get_taxonomy
+from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 
 _FROM_GOLD = "from gold"
 _LAYERS, _FOLDERS = "Labels layers", "folders"
@@ -136,17 +137,14 @@ class CalibrationWidget(QWidget):
         self._stop.clicked.connect(self._on_cancel)
         self._save.clicked.connect(self._on_save)
         self._polygons.clicked.connect(self.open_polygon_check)
-        self.viewer.layers.events.inserted.connect(self.reset_choices)
-        self.viewer.layers.events.removed.connect(self.reset_choices)
+        follow_layer_list(self.viewer, self.reset_choices)
         self.reset_choices()
 
     # ------------------------------------------------------------------ choices
     def _labels_choices(self, _widget=None):
-        return [
-            (lay.name, lay)
-            for lay in self.viewer.layers
-            if isinstance(lay, napari.layers.Labels) and lay.name != DISAGREEMENT_LAYER
-        ]
+        return layer_choices(
+            self.viewer, napari.layers.Labels, lambda lay: lay.name != DISAGREEMENT_LAYER
+        )
 
     def reset_choices(self, *_args) -> None:
         """Refresh the layer choices (napari calls this when layers change)."""

@@ -30,6 +30,7 @@ from napari_segflow.core.polygons import (
     summarize,
 )
 from napari_segflow.layers import get_taxonomy
+from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 
 _HOLE_COLOR = "cyan"
 _DEFAULT_COLOR = "yellow"
@@ -114,17 +115,14 @@ class PolygonCheckWidget(QWidget):
 
         self._run.clicked.connect(self.run)
         self._cancel.clicked.connect(self.cancel)
-        self.viewer.layers.events.inserted.connect(self.reset_choices)
-        self.viewer.layers.events.removed.connect(self.reset_choices)
+        follow_layer_list(self.viewer, self.reset_choices)
         self.reset_choices()
         active = self.viewer.layers.selection.active
         if isinstance(active, napari.layers.Labels):
             self._labels.value = active
 
     def _labels_choices(self, _widget=None):
-        return [
-            (lay.name, lay) for lay in self.viewer.layers if isinstance(lay, napari.layers.Labels)
-        ]
+        return layer_choices(self.viewer, napari.layers.Labels)
 
     def reset_choices(self, *_args) -> None:
         """Refresh the layer combo box (napari calls this when layers change)."""

@@ -50,6 +50,7 @@ from napari_segflow.layers import (
     reject_region,
     track_provenance,
 )
+from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 from napari_segflow.widgets._torch import prepare_torch
 
 __all__ = ["PromptWidget"]
@@ -184,23 +185,18 @@ class PromptWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._schedule_embedding)
         self.viewer.dims.events.order.connect(self._schedule_embedding)
         self.viewer.dims.events.ndisplay.connect(self._schedule_embedding)
-        self.viewer.layers.events.inserted.connect(self.reset_choices)
-        self.viewer.layers.events.removed.connect(self.reset_choices)
+        follow_layer_list(self.viewer, self.reset_choices)
         self.reset_choices()
         self._on_labels_changed(self._labels.value)
 
     # ------------------------------------------------------------------ choices
     def _image_choices(self, _widget=None):
-        return [
-            (lay.name, lay) for lay in self.viewer.layers if isinstance(lay, napari.layers.Image)
-        ]
+        return layer_choices(self.viewer, napari.layers.Image)
 
     def _labels_choices(self, _widget=None):
-        return [
-            (lay.name, lay)
-            for lay in self.viewer.layers
-            if isinstance(lay, napari.layers.Labels) and lay is not self.preview
-        ]
+        return layer_choices(
+            self.viewer, napari.layers.Labels, lambda lay: lay is not self.preview
+        )
 
     def _class_choices(self, _widget=None):
         layer = self._labels.value

@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
 from napari_segflow.core.rules import ConflictSite, contact_sites
 from napari_segflow.core.taxonomy import Taxonomy, TaxonomyError
 from napari_segflow.layers import get_taxonomy
+from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 
 __all__ = ["RulesWidget", "edited_region"]
 
@@ -161,16 +162,13 @@ class RulesWidget(QWidget):
         self._labels.changed.connect(self._watch)
         self._checklist.itemChanged.connect(self._on_check)
         self._clear.clicked.connect(self.clear_sites)
-        self.viewer.layers.events.inserted.connect(self.reset_choices)
-        self.viewer.layers.events.removed.connect(self.reset_choices)
+        follow_layer_list(self.viewer, self.reset_choices)
         self.reset_choices()
         self._watch(self._labels.value)
 
     # ------------------------------------------------------------------ choices
     def _labels_choices(self, _widget=None):
-        return [
-            (lay.name, lay) for lay in self.viewer.layers if isinstance(lay, napari.layers.Labels)
-        ]
+        return layer_choices(self.viewer, napari.layers.Labels)
 
     def reset_choices(self, *_args) -> None:
         """Refresh the layer combo box (napari calls this when layers change)."""

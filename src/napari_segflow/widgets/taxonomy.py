@@ -34,6 +34,7 @@ from napari_segflow.layers import (
     labels_layer_kwargs,
     new_labels_data,
 )
+from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 
 _FROM_FILE = "from file..."
 
@@ -92,8 +93,7 @@ class TaxonomyWidget(QWidget):
         self._classes.currentRowChanged.connect(self._on_class_row)
         self._count_timer.timeout.connect(self.refresh_counts)
         self._labels.changed.connect(self._on_labels_changed)
-        self.viewer.layers.events.inserted.connect(self.reset_choices)
-        self.viewer.layers.events.removed.connect(self.reset_choices)
+        follow_layer_list(self.viewer, self.reset_choices)
         self.reset_choices()
         active = self.viewer.layers.selection.active
         if isinstance(active, napari.layers.Labels):
@@ -107,14 +107,10 @@ class TaxonomyWidget(QWidget):
 
     # ------------------------------------------------------------------ choices
     def _image_choices(self, _widget=None):
-        return [
-            (lay.name, lay) for lay in self.viewer.layers if isinstance(lay, napari.layers.Image)
-        ]
+        return layer_choices(self.viewer, napari.layers.Image)
 
     def _labels_choices(self, _widget=None):
-        return [
-            (lay.name, lay) for lay in self.viewer.layers if isinstance(lay, napari.layers.Labels)
-        ]
+        return layer_choices(self.viewer, napari.layers.Labels)
 
     def reset_choices(self, *_args) -> None:
         """Refresh the layer combo boxes (napari calls this when layers change)."""

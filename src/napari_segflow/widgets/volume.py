@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_segflow.core.segment.volume import Prompt, PropagationCancelled
 from napari_segflow.layers_volume import commit_propagation, confirm_edit, withdraw_edit
+from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 from napari_segflow.widgets._torch import prepare_torch
 
 __all__ = ["VolumeWidget"]
@@ -132,25 +133,18 @@ class VolumeWidget(QWidget):
         self._confirm.clicked.connect(self.confirm)
         self._withdraw.clicked.connect(self.withdraw)
         self._image.changed.connect(self._on_image_changed)
-        self.viewer.layers.events.inserted.connect(self.reset_choices)
-        self.viewer.layers.events.removed.connect(self.reset_choices)
+        follow_layer_list(self.viewer, self.reset_choices)
         self.reset_choices()
         self._update_buttons()
 
     # ------------------------------------------------------------------ choices
     def _image_choices(self, _widget=None):
-        return [
-            (lay.name, lay)
-            for lay in self.viewer.layers
-            if isinstance(lay, napari.layers.Image) and lay.ndim - (1 if lay.rgb else 0) == 3
-        ]
+        return layer_choices(
+            self.viewer, napari.layers.Image, lambda lay: lay.ndim - (1 if lay.rgb else 0) == 3
+        )
 
     def _labels_choices(self, _widget=None):
-        return [
-            (lay.name, lay)
-            for lay in self.viewer.layers
-            if isinstance(lay, napari.layers.Labels) and lay.ndim == 3
-        ]
+        return layer_choices(self.viewer, napari.layers.Labels, lambda lay: lay.ndim == 3)
 
     def _prompt_choices(self, _widget=None):
         shapes = [
