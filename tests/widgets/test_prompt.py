@@ -323,3 +323,44 @@ def test_empty_viewer_and_no_proposal_are_handled_without_errors(make_napari_vie
     labels = viewer.add_labels(np.zeros((8, 8), np.uint8))
     assert w.labels_layer is labels and w.accept() is None
     assert not labels.data.any()
+
+
+def test_one_intensity_window_per_volume(make_napari_viewer, qtbot, models, shared_data):
+    """CT in Hounsfield units gets the soft-tissue window; other volumes one fixed window."""
+    from napari_segflow.core.io.nifti import read_nifti
+    from napari_segflow.core.segment import WINDOW_PRESETS
+
+    viewer = make_napari_viewer()
+    w = PromptWidget(viewer, models=models)
+    qtbot.addWidget(w)
+    rng = np.random.default_rng(0)
+    ct = rng.integers(-1024, 1500, size=(6, 40, 40)).astype(np.int16)
+    ct_layer = viewer.add_image(ct, name="ct")
+    labels = viewer.add_labels(np.zeros(ct.shape, np.uint8))
+    w.set_layers(image=ct_layer, labels=labels)
+    assert w.current_window() == WINDOW_PRESETS["ct-soft-tissue"]
+    w._window.value = "ct-bone"
+    assert w.current_window() == WINDOW_PRESETS["ct-bone"]
+
+    mr = read_nifti(shared_data / "abdomen_mr" / "example_mr_sm.nii.gz").data
+    mr_layer = viewer.add_image(mr.transpose(2, 1, 0), name="mr")
+    w.set_layers(image=mr_layer, labels=viewer.add_labels(np.zeros(mr_layer.data.shape, np.uint8)))
+    w._window.value = "auto"
+    win = w.current_window()
+    lo, hi = np.percentile(mr, (0.5, 99.5))
+    assert win.bounds[0] == pytest.approx(lo, abs=2) and win.bounds[1] == pytest.approx(hi, abs=2)
+    # the window is the volume's: moving through the slices keeps it
+    viewer.dims.set_point(0, 3)
+    assert w.current_window() is win
+    # the model sees the volume window: a slice's embedding equals embedding it with that window
+    w.refresh_embedding()
+    qtbot.waitUntil(lambda: w.ready, timeout=EMBED_TIMEOUT_MS)
+    plane = w._current_plane()
+    direct = models["medsam-lite"].embed(w._image_plane(plane), window=win)
+    assert w.session.embedding.key == direct.key  # the key hashes pixels and preprocessing
+    per_slice = models["medsam-lite"].embed(w._image_plane(plane))
+    assert per_slice.key != direct.key
+
+    rgb = viewer.add_image(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8), rgb=True)
+    w.set_layers(image=rgb, labels=viewer.add_labels(np.zeros((30, 30), np.uint8)))
+    assert w.current_window() is None  # 8-bit pictures go in as they are

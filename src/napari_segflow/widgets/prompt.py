@@ -41,7 +41,8 @@ from napari_segflow.core.provenance import (
     provenance_regions,
     region_labels,
 )
-from napari_segflow.core.segment import available_models, load_model
+from napari_segflow.core.segment import WINDOW_PRESETS, available_models, load_model
+from napari_segflow.core.segment.volume import volume_window
 from napari_segflow.layers import (
     commit_mask,
     confirm_region,
@@ -67,6 +68,9 @@ KEYS = {"accept": "a", "reject": "x", "next_candidate": "c", "toggle_polarity": 
 def _camera(viewer):
     scene = getattr(viewer, "scene", None)  # napari >= 0.9 moved the camera to viewer.scene
     return scene.camera if scene is not None else viewer.camera
+
+
+_MIN_MAX = "min-max"
 
 
 class PromptWidget(QWidget):
@@ -98,6 +102,15 @@ class PromptWidget(QWidget):
             label="model", choices=names, value="medsam-lite" if "medsam-lite" in names else None
         )
         self._class = ComboBox(label="class", choices=self._class_choices, nullable=True)
+        self._window = ComboBox(
+            label="window", choices=["auto", *WINDOW_PRESETS, _MIN_MAX], value="auto"
+        )
+        self._window.tooltip = (
+            "Intensity window before the model, one for the whole image or volume. auto: CT "
+            "soft-tissue (level 40, width 400) for Hounsfield data, 8-bit images as they are, "
+            "else the volume's 0.5-99.5 percentiles."
+        )
+        self._windows: dict[tuple, object] = {}  # (data id, choice) -> resolved window
         self._protect = QCheckBox("protect pixels of other classes")
         self._protect.setChecked(True)
         self._negative = QCheckBox(f"clicks are negative ({KEYS['toggle_polarity'].upper()})")
@@ -122,7 +135,7 @@ class PromptWidget(QWidget):
         self._goto_region = QPushButton("Go to")
 
         layout = QVBoxLayout(self)
-        for w in (self._image, self._labels, self._model, self._class):
+        for w in (self._image, self._labels, self._model, self._class, self._window):
             layout.addWidget(w.native)
         for w in (self._protect, self._negative, self._multimask):
             layout.addWidget(w)
@@ -162,6 +175,7 @@ class PromptWidget(QWidget):
         self._pending_timer.timeout.connect(self.refresh_pending)
         self._image.changed.connect(self._schedule_embedding)
         self._model.changed.connect(self._schedule_embedding)
+        self._window.changed.connect(self._schedule_embedding)
         self._labels.changed.connect(self._on_labels_changed)
         self._class.changed.connect(self._on_class_changed)
         self._multimask.toggled.connect(lambda _on: self.predict())
@@ -452,7 +466,34 @@ class PromptWidget(QWidget):
     def _token(self, plane: Plane) -> tuple:
         image = self.image_layer  # id of its data too: replacing the pixels needs a new embedding
         data = getattr(image, "data", None)
-        return (id(image), id(data), id(self.labels_layer), self._model.value, plane.key)
+        return (
+            id(image),
+            id(data),
+            id(self.labels_layer),
+            self._model.value,
+            self._window.value,
+            plane.key,
+        )
+
+    def current_window(self):
+        """The intensity window for the chosen image: resolved once per image/volume and choice.
+
+        One window for the whole volume keeps slices comparable (a per-slice stretch would map
+        the same tissue to different grey levels on every slice).
+        """
+        image = self.image_layer
+        if image is None:
+            return None
+        choice = self._window.value
+        data = image.data
+        key = (id(data), choice)
+        if key not in self._windows:
+            if choice == "auto" and (image.rgb or np.dtype(data.dtype) == np.uint8):
+                win = None  # 8-bit pictures go to the model as they are
+            else:
+                win = volume_window(data, None if choice == _MIN_MAX else choice)
+            self._windows = {key: win}  # only the current image's window is kept
+        return self._windows[key]
 
     @property
     def ready(self) -> bool:
@@ -494,8 +535,13 @@ class PromptWidget(QWidget):
             self._worker.quit()  # its result, if it still comes, is stale and dropped
         self.session.want(token)
         self._status.setText(f"Computing the {name} embedding...")
+        window = self.current_window()
         worker = create_worker(
-            self._embed_job, name, pixels, _progress={"total": 0, "desc": f"{name} embedding"}
+            self._embed_job,
+            name,
+            pixels,
+            window,
+            _progress={"total": 0, "desc": f"{name} embedding"},
         )
         worker.returned.connect(lambda emb, t=token: self._on_embedded(t, emb))
         worker.finished.connect(lambda w=worker: self._on_worker_done(w))
@@ -518,12 +564,12 @@ class PromptWidget(QWidget):
             self._worker = None
             self._cancel.setVisible(False)
 
-    def _embed_job(self, name: str, pixels: np.ndarray):
+    def _embed_job(self, name: str, pixels: np.ndarray, window=None):
         model = self._models.get(name)
         if model is None:
             model = load_model(name)
             self._models[name] = model
-        return model, model.embed(pixels)
+        return model, model.embed(pixels, window=window)
 
     def _on_embedded(self, token: tuple, model_and_embedding) -> None:
         model, embedding = model_and_embedding
