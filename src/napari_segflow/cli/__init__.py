@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from napari_segflow import __version__
 
-_COMMANDS = ["taxonomy", "export", "gui"]
+_COMMANDS = ["taxonomy", "export", "gui", "calibrate", "qa"]
 
 
 class UserError(Exception):

@@ -1,0 +1,174 @@
+"""Read label images of any supported format, and pair label files across folders by name.
+
+Calibration, QA and other batch jobs read folders of masks written by different tools:
+class-index PNG, TIFF and NIfTI. :func:`read_labels` picks the reader from the file name;
+:func:`label_files` and :func:`match_label_files` pair files by their name without extension.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "LABEL_SUFFIXES",
+    "MatchedFiles",
+    "label_files",
+    "label_stem",
+    "match_label_files",
+    "read_labels",
+]
+
+#: File endings :func:`read_labels` understands (longest first so ``.nii.gz`` wins over ``.gz``).
+LABEL_SUFFIXES = (".nii.gz", ".nii", ".png", ".tiff", ".tif")
+
+
+def label_stem(path: str | os.PathLike[str]) -> str | None:
+    """The name of a label file without its extension, or ``None`` for other files.
+
+    Examples
+    --------
+    >>> label_stem("gold/case_01.nii.gz")
+    'case_01'
+    >>> label_stem("a/b.TIF")
+    'b'
+    >>> label_stem("notes.txt") is None
+    True
+    """
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in LABEL_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a label image (PNG, TIFF or NIfTI) as an integer array.
+
+    NIfTI volumes keep the file's voxel order (i, j, k); PNG and TIFF keep (row, col[, ...]).
+
+    Raises
+    ------
+    ValueError
+        For a missing file, an unknown extension, unreadable contents or non-integer data.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such file")
+    lower = p.name.lower()
+    if lower.endswith((".nii", ".nii.gz")):
+        from napari_segflow.core.io.nifti import read_nifti
+
+        arr = read_nifti(p).data
+    elif lower.endswith(".png"):
+        from napari_segflow.core.io.png import read_png
+
+        arr = read_png(p)
+    elif lower.endswith((".tif", ".tiff")):
+        import tifffile
+
+        try:
+            arr = tifffile.imread(p)
+        except Exception as exc:  # tifffile raises several kinds for damaged files
+            raise ValueError(f"{p}: cannot read TIFF ({type(exc).__name__}: {exc})") from None
+    else:
+        raise ValueError(f"{p}: unknown label file type (expected {', '.join(LABEL_SUFFIXES)})")
+    arr = np.asarray(arr)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        # some tools store labels as float; accept only whole numbers
+        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
+            raise ValueError(f"{p}: labels must be whole numbers, found fractional values")
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{p}: labels must be integers, got dtype {arr.dtype}")
+    return arr
+
+
+def label_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """``{stem: path}`` for the label files directly inside ``folder`` (sorted by stem).
+
+    Raises
+    ------
+    ValueError
+        When ``folder`` is not a directory, or two files share a stem (``a.png`` and ``a.tif``).
+    """
+    d = Path(folder)
+    if not d.is_dir():
+        raise ValueError(f"{d}: not a folder")
+    found: dict[str, Path] = {}
+    for p in sorted(d.iterdir()):
+        stem = label_stem(p)
+        if stem is None or not p.is_file() or p.name.startswith("."):
+            continue
+        if stem in found:
+            raise ValueError(f"{d}: two label files named {stem!r}: {found[stem].name}, {p.name}")
+        found[stem] = p
+    return dict(sorted(found.items()))
+
+
+@dataclass
+class MatchedFiles:
+    """Label arrays read from a reference folder and other folders, paired by file name.
+
+    Attributes
+    ----------
+    reference : dict
+        ``{stem: array}`` of the reference (gold) folder.
+    others : dict
+        ``{folder name: {stem: array}}``, only files that exist, read and match the reference shape.
+    problems : list of str
+        One line per file that was missing, unreadable, extra or of the wrong shape.
+    """
+
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    others: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def match_label_files(
+    reference: str | os.PathLike[str], others: Mapping[str, str | os.PathLike[str]]
+) -> MatchedFiles:
+    """Read the reference folder and every other folder, pairing files by name.
+
+    A file missing from a folder, unreadable, or whose shape differs from the reference is
+    reported by name in ``problems`` and skipped; the rest is still read.
+    """
+    out = MatchedFiles()
+    ref_files = label_files(reference)
+    if not ref_files:
+        raise ValueError(f"{reference}: no label files (PNG, TIFF or NIfTI)")
+    for stem, path in ref_files.items():
+        try:
+            out.reference[stem] = read_labels(path)
+        except ValueError as exc:
+            out.problems.append(f"reference {path.name}: {exc}")
+    for name, folder in others.items():
+        files = label_files(folder)
+        got: dict[str, np.ndarray] = {}
+        for stem, ref in out.reference.items():
+            path = files.get(stem)
+            if path is None:
+                out.problems.append(f"{name}: {stem}: missing (no file named {stem}.*)")
+                continue
+            try:
+                arr = read_labels(path)
+            except ValueError as exc:
+                out.problems.append(f"{name}: {path.name}: {exc}")
+                continue
+            if arr.shape != ref.shape:
+                out.problems.append(
+                    f"{name}: {path.name}: shape {arr.shape} differs from reference {ref.shape}"
+                )
+                continue
+            got[stem] = arr
+        for stem in sorted(set(files) - set(ref_files)):
+            out.problems.append(f"{name}: {files[stem].name}: no reference file of that name")
+        out.others[name] = got
+    return out
