@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from napari_segflow import __version__
 
-_COMMANDS = ["taxonomy", "export", "gui", "calibrate", "qa"]
+_COMMANDS = ["taxonomy", "export", "gui", "calibrate", "qa", "prelabel"]
 
 
 class UserError(Exception):
