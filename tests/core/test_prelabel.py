@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import tifffile
@@ -9,6 +11,7 @@ import tifffile
 from napari_segflow.core.prelabel import (
     ObjectPrompt,
     RefineOptions,
+    _full_logits,
     band_mask,
     coarse_mask_logits,
     mask_iou,
@@ -92,11 +95,20 @@ def test_coarse_mask_logits_follow_the_model_geometry(model):
     assert coarse_mask_logits(m, object()) is None  # unknown backend: no mask prompt
 
 
+def test_full_resolution_logits_reproduce_the_models_mask(model, nuclei):
+    img = nuclei[0][:50, :90]
+    res = model.predict(model.embed(img), box=(10, 20, 35, 60))
+    full = _full_logits(model, res.logits, img.shape)
+    assert full.shape == img.shape
+    assert np.array_equal(full > 0, res.mask)
+
+
 # --------------------------------------------------------------------- refinement
 def test_refinement_stays_in_the_band_and_marks_changes_pending(model, nuclei):
     img, inst = nuclei
     coarse = _polygons(inst)
-    opts = RefineOptions()
+    # looser than the defaults so that the model does change pixels here
+    opts = RefineOptions(min_iou=0.8, confidence=2.0, min_width=1, edge_check=False)
     res = prelabel_image(img, model, coarse=coarse, options=opts)
     changed = res.labels != coarse
     # provenance marks exactly the pixels the model changed
@@ -108,17 +120,23 @@ def test_refinement_stays_in_the_band_and_marks_changes_pending(model, nuclei):
     # flagged objects keep their coarse pixels exactly
     for o, obj in zip(res.objects, objects_from_labels(coarse), strict=True):
         if o.flagged:
-            assert o.iou_coarse < opts.min_iou and o.reason
+            assert o.status == "kept" and o.iou_coarse < opts.min_iou and o.reason
             assert (res.labels[obj.mask] == 1).all()
         else:
             assert o.status == "refined" and o.iou_coarse >= opts.min_iou
-    assert res.to_dict()["pending_pixels"] == int(changed.sum())
+    assert sum(o.changed for o in res.objects) == int(changed.sum())
+    # a lower confidence bar lets the model change more pixels
+    loose = replace(opts, confidence=0.0)
+    assert (prelabel_image(img, model, coarse=coarse, options=loose).labels != coarse).sum() > (
+        changed.sum()
+    )
 
 
 def test_strict_agreement_keeps_every_coarse_region_and_flags_it(model, nuclei):
     img, inst = nuclei
     coarse = _polygons(inst)
-    res = prelabel_image(img, model, coarse=coarse, options=RefineOptions(min_iou=1.0))
+    opts = RefineOptions(min_iou=1.0, confidence=2.0, min_width=1, edge_check=False)
+    res = prelabel_image(img, model, coarse=coarse, options=opts)
     assert np.array_equal(res.labels, coarse)
     assert not res.provenance.any()
     refined = [o for o in res.objects if o.status == "refined"]

@@ -1,0 +1,147 @@
+"""Batch pre-labelling throughput: a plain serial loop vs dask LocalCluster with 1 and 2 workers.
+
+Builds N real nuclei tiles (DSB 2018 image, 15-vertex polygon labels of its true nuclei) in a
+temporary folder, then pre-labels them three ways with the bundled LiteMedSAM weights:
+
+- ``serial loop``: one process, model loaded once, ``process_image`` per tile (the baseline);
+- ``dask, 1 worker`` and ``dask, 2 workers``: ``run_prelabel`` on a LocalCluster of
+  single-threaded worker processes, each loading the model once.
+
+Every run writes the same files (label PNG, provenance sidecar, report) and starts from an empty
+output folder. Times include model loading; cluster start-up is shown separately. Peak memory is
+the maximum resident set size of each process.
+
+Usage: ``python benchmarks/bench_prelabel.py [--tiles 8] [--size 96]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from napari_segflow.core.batch import (
+    PrelabelJob,
+    _model_for,
+    image_files,
+    make_tasks,
+    process_image,
+    run_prelabel,
+)
+from napari_segflow.core.io.png import write_png
+from napari_segflow.core.prelabel_eval import polygon_mask, simplify_polygon
+from napari_segflow.core.taxonomy import load_preset
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build(root: Path, n: int, size: int) -> list:
+    data = Path(os.environ.get("SEGFLOW_SHARED_DATA", DATA))
+    img = tifffile.imread(data / "nuclei_dsb2018" / "img2d.tif")
+    inst = tifffile.imread(data / "nuclei_dsb2018" / "mask2d.tif")
+    tax = load_preset("nuclei")
+    (root / "images").mkdir()
+    (root / "coarse").mkdir()
+    step = (img.shape[0] - size) // max(int(np.ceil(np.sqrt(n))) - 1, 1)
+    k = 0
+    for r in range(0, img.shape[0] - size + 1, step):
+        for c in range(0, img.shape[1] - size + 1, step):
+            if k == n:
+                break
+            tile, ins = img[r : r + size, c : c + size], inst[r : r + size, c : c + size]
+            coarse = np.zeros(ins.shape, np.uint8)
+            for i in np.unique(ins)[1:]:
+                if (ins == i).sum() >= 16:
+                    coarse[polygon_mask(simplify_polygon(ins == i, 15), ins.shape)] = 1
+            tifffile.imwrite(root / "images" / f"tile{k:03d}.tif", tile)
+            write_png(coarse, root / "coarse" / f"tile{k:03d}.png", taxonomy=tax)
+            k += 1
+    tasks, problems = make_tasks(image_files(root / "images"), coarse_dir=root / "coarse")
+    assert not problems
+    return tasks
+
+
+def serial_loop(root: Path, tasks: list, tax) -> dict:
+    job = PrelabelJob(out_dir=str(root / "out_serial"), taxonomy=tax.to_dict())
+    t0 = time.perf_counter()
+    model, _ = _model_for(job)
+    outcomes = [process_image(job, t, model) for t in tasks]
+    wall = time.perf_counter() - t0
+    assert all(o.status == "done" for o in outcomes), [o.reason for o in outcomes]
+    objects = sum(sum(o.counts.values()) for o in outcomes)
+    return {"wall": wall, "startup": 0.0, "mem": [_maxrss_mb()], "objects": objects}
+
+
+def cluster_run(root: Path, tasks: list, tax, workers: int) -> dict:
+    from distributed import Client, LocalCluster
+
+    t0 = time.perf_counter()
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster)
+    startup = time.perf_counter() - t0
+    try:
+        job = PrelabelJob(out_dir=str(root / f"out_{workers}w"), taxonomy=tax.to_dict())
+        t1 = time.perf_counter()
+        summary = run_prelabel(job, tasks, client=client)
+        wall = time.perf_counter() - t1
+        assert len(summary.done) == len(tasks), summary.failed
+        mem = client.run(_maxrss_mb)
+    finally:
+        client.close()
+        cluster.close()
+    return {
+        "wall": wall,
+        "startup": startup,
+        "mem": list(mem.values()),
+        "objects": sum(summary.object_counts.values()),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiles", type=int, default=8)
+    ap.add_argument("--size", type=int, default=96)
+    args = ap.parse_args(argv)
+    tax = load_preset("nuclei")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        tasks = build(root, args.tiles, args.size)
+        rows = [("serial loop (baseline)", serial_loop(root, tasks, tax))]
+        for w in (1, 2):
+            rows.append(
+                (f"dask LocalCluster, {w} worker{'s' * (w > 1)}", cluster_run(root, tasks, tax, w))
+            )
+    n = len(tasks)
+    print(
+        f"{n} tiles {args.size}x{args.size}, {rows[0][1]['objects']} objects, "
+        f"medsam-lite on CPU, {os.cpu_count()} cores (shared with other jobs), "
+        f"python {sys.version.split()[0]}"
+    )
+    base = n / rows[0][1]["wall"]
+    print(
+        f"{'run':32s} {'images/s':>9s} {'vs serial':>9s} {'wall s':>7s} {'startup s':>9s}  peak MB per process"
+    )
+    for name, r in rows:
+        ips = n / r["wall"]
+        mem = ", ".join(f"{m:.0f}" for m in r["mem"])
+        print(
+            f"{name:32s} {ips:9.3f} {ips / base:8.2f}x {r['wall']:7.1f} {r['startup']:9.1f}  {mem}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
