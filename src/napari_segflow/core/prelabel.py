@@ -76,7 +76,8 @@ class RefineOptions:
         The model sees a window around the object's box enlarged by this fraction of the box
         size on every side (small objects would otherwise be a few pixels in the model's frame).
     min_window : int
-        Smallest side of that window in pixels.
+        Smallest side of that window in pixels. Images no larger than twice this are
+        embedded whole, once for all their objects.
     connectivity : int
         1 (4-connected) or 2 (8-connected) components.
     confidence : float
@@ -379,6 +380,9 @@ def objects_from_labels(
 
 
 def _window(box, shape, opts: RefineOptions) -> tuple[slice, slice]:
+    if max(shape) <= 2 * opts.min_window:
+        # a small image is embedded once, whole, and shared by all its objects
+        return slice(0, shape[0]), slice(0, shape[1])
     r0, c0, r1, c1 = box
     out = []
     for lo, hi, n in ((r0, r1, shape[0]), (c0, c1, shape[1])):
