@@ -271,7 +271,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=bool)
     b = np.asarray(b, dtype=bool)
     union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+    return 1.0 if union == 0 else float(np.count_nonzero(a & b) / union)
 
 
 def band_mask(mask: np.ndarray, width: int) -> np.ndarray:
