@@ -66,6 +66,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=_DEFAULTS.band,
         help=f"band half-width as a fraction of sqrt(object area) ({_DEFAULTS.band})",
     )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=_DEFAULTS.confidence,
+        help=f"minimum |logit| for the model to flip a pixel ({_DEFAULTS.confidence})",
+    )
+    p.add_argument(
+        "--min-width",
+        type=int,
+        default=_DEFAULTS.min_width,
+        help=f"ignore changes thinner than this many pixels ({_DEFAULTS.min_width})",
+    )
+    p.add_argument(
+        "--no-edge-check",
+        action="store_true",
+        help="accept changes without stronger image edges along the new boundary",
+    )
     add_cluster_arguments(p, default_workers=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -108,7 +125,13 @@ def run(args: argparse.Namespace) -> int:
     tasks, problems = make_tasks(images, coarse_dir=args.coarse, prompts=prompts)
     for stem, why in problems.items():
         print(f"not queued: {stem}: {why}", file=sys.stderr)
-    options = RefineOptions(min_iou=args.min_iou, band=args.band).to_dict()
+    options = RefineOptions(
+        min_iou=args.min_iou,
+        band=args.band,
+        confidence=args.confidence,
+        min_width=args.min_width,
+        edge_check=not args.no_edge_check,
+    ).to_dict()
     job = PrelabelJob(
         out_dir=str(args.out),
         taxonomy=taxonomy.to_dict(),

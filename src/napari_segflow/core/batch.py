@@ -53,6 +53,7 @@ __all__ = [
     "make_tasks",
     "output_paths",
     "output_valid",
+    "preload_model",
     "process_image",
     "read_image",
     "run_prelabel",
@@ -281,15 +282,15 @@ _LOCAL_MODELS: dict[tuple, Any] = {}
 _LOCAL_LOCK = threading.Lock()
 
 
-def _model_for(job: PrelabelJob):
+def _model_for(job: PrelabelJob, holder: Any = None):
     """The job's model, loaded once per worker (or once per process outside dask)."""
-    holder: Any
-    try:
-        from distributed import get_worker
+    if holder is None:
+        try:
+            from distributed import get_worker
 
-        holder = get_worker()
-    except (ImportError, ValueError):
-        holder = None
+            holder = get_worker()
+        except (ImportError, ValueError):
+            holder = None
     if holder is not None:
         cache = holder.__dict__.setdefault("_segflow_models", {})
         lock = holder.__dict__.setdefault("_segflow_lock", threading.Lock())
@@ -305,6 +306,16 @@ def _model_for(job: PrelabelJob):
                 job.model, job.checkpoint, window=job.window, cache_bytes=64 << 20, device="cpu"
             )
         return cache[key], lock
+
+
+def preload_model(job: PrelabelJob, dask_worker: Any = None) -> str:
+    """Load the job's model on a worker ahead of its first image: ``client.run(preload_model, job)``.
+
+    Returns the model's description. Optional: without it each worker loads the model with
+    its first image.
+    """
+    model, _ = _model_for(job, dask_worker)
+    return repr(model)
 
 
 def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome:
@@ -474,6 +485,8 @@ def _run_distributed(job, todo, report, client, scheduler, workers, processes) -
             )
             client = own = Client(cluster)
     try:
+        # every worker loads the model now (a bad checkpoint fails here, once, clearly)
+        client.run(preload_model, job)
         run_id = uuid.uuid4().hex[:8]
         futures = {
             client.submit(process_image, job, t, key=f"prelabel-{t.stem}-{run_id}"): t

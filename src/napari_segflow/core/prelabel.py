@@ -82,7 +82,7 @@ class RefineOptions:
         1 (4-connected) or 2 (8-connected) components.
     confidence : float
         Inside the band, a pixel changes side only where the model's logit says so with at
-        least this magnitude (2.0 is a probability of 0.88): boundary jitter, where the model
+        least this magnitude (4.0 is a probability of 0.98): boundary jitter, where the model
         hesitates, never overrides a drawn boundary.
     min_width : int
         Changes are kept only where they are at least this many pixels wide (a morphological
