@@ -70,7 +70,6 @@ def main(argv=None) -> int:
     print(
         f"{'dataset':24s} {'objects':>7s} {'polygon':>8s} {'naive':>8s} {'gated':>8s}  better/worse/flagged  s"
     )
-    groups: dict[str, list] = {}
     for name, (img, inst, cls) in datasets(data, args.full).items():
         t0 = time.perf_counter()
         gated = evaluate_refinement(img, inst, model, classes=cls)
@@ -81,8 +80,6 @@ def main(argv=None) -> int:
             f"{naive.mean_refined:8.4f} {gated.mean_refined:8.4f}  "
             f"{gated.improved}/{gated.worsened}/{flagged}  {time.perf_counter() - t0:.0f}"
         )
-        key = name.split(" z=")[0]
-        groups.setdefault(key, []).append(gated)
     return 0
 
 
