@@ -39,6 +39,8 @@ def test_reversed_corners_are_sorted_and_partial_box_clipped():
 def test_no_prompts_gives_nones():
     p = to_model_prompts(image_shape=(4, 4))
     assert p.points is None and p.labels is None and p.box is None
+    p = to_model_prompts([], [], box=(0, 0, 1, 1), image_shape=(4, 4))
+    assert p.points is None and p.labels is None and p.box is not None
 
 
 @pytest.mark.parametrize(

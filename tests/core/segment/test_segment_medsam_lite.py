@@ -27,8 +27,8 @@ def _iou(a, b):
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_model("medsam-lite")
+def model(medsam):
+    return medsam
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +113,56 @@ def test_bad_prompts_raise(model, disk_case):
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model 'sam3'.*medsam-lite"):
         load_model("sam3")
+
+
+def test_apply_clicks_by_hand():
+    from napari_segflow.core.segment.medsam_lite import apply_clicks
+
+    logits = np.array(
+        [
+            [4.0, 3.0, -2.0, -6.0],
+            [3.0, 0.5, -1.0, -6.0],
+            [-5.0, -5.0, -5.0, -3.0],
+        ]
+    )
+    mask = logits > 0
+    box = (0, 0, 3, 2)  # XYXY over the whole array
+    # positive click at (x=2, y=1): adds the connected pixels with logits >= -1
+    grown = apply_clicks(logits, mask, np.array([[2.0, 1.0]]), np.array([1]), box)
+    assert grown.astype(int).tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
+    # negative click at (x=1, y=1): removes mask pixels with logits <= 0.5 connected to it
+    cut = apply_clicks(logits, mask, np.array([[1.0, 1.0]]), np.array([0]), box)
+    assert cut.astype(int).tolist() == [[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    # a click that agrees with the mask changes nothing
+    same = apply_clicks(logits, mask, np.array([[0.0, 0.0]]), np.array([1]), box)
+    np.testing.assert_array_equal(same, mask)
+
+
+def test_clicks_with_earlier_logits_and_without_box(model, disk_case):
+    img, disk, emb = disk_case
+    r, c = np.nonzero(disk)
+    first = model.predict(emb, box=(r.min(), c.min(), r.max(), c.max()))
+    # a negative click in the middle of the disk carves out the low-confidence part around it
+    centre = [int(r.mean()), int(c.mean())]
+    carved = model.predict(emb, points=[centre], point_labels=[0], mask_input=first.logits)
+    assert carved.mask.shape == img.shape
+    assert carved.mask.sum() < first.mask.sum()
+    assert not carved.mask[centre[0], centre[1]]
+    # clicks alone give the model nothing it was trained on: a clear error
+    with pytest.raises(ValueError, match="trained on boxes"):
+        model.predict(emb, points=[centre], point_labels=[1])
+    with pytest.raises(ValueError, match="mask_input is empty"):
+        model.predict(
+            emb, points=[centre], point_labels=[0], mask_input=np.full((1, 256, 256), -5.0)
+        )
+
+
+def test_bad_medsam_checkpoints(tmp_path):
+    from napari_segflow.core.segment import CheckpointError
+
+    garbage = tmp_path / "lite_medsam.pth"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="not a readable medsam-lite checkpoint"):
+        load_model("medsam-lite", checkpoint=garbage)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model("medsam-lite", checkpoint=tmp_path / "absent.pth")

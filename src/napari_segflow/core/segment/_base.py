@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -55,6 +56,13 @@ class CachedModel:
         return (
             f"<{type(self).__name__} {self.name!r} device={self.device!r} window={self.window!r}>"
         )
+
+    def with_cache(self, cache: EmbeddingCache):
+        """A twin of this model sharing its network (no reload) but using ``cache``."""
+        twin = copy.copy(self)
+        twin.cache = cache
+        twin.last_cache_hit = "miss"
+        return twin
 
     # embedding --------------------------------------------------------------------------
     def embed(self, image: np.ndarray, *, window=...) -> Embedding:

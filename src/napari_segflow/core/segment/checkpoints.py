@@ -70,20 +70,18 @@ def download(
     Without a ``progress`` callback a tqdm bar is shown on stderr when tqdm is installed.
     Raises ``OSError`` (including ``urllib.error.URLError``) when offline.
     """
-    bar = None
-    if progress is None:
-        try:
-            from tqdm import tqdm
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (fixed https URLs)
+        total = int(resp.headers.get("Content-Length") or 0)
+        bar = None
+        if progress is None:
+            try:
+                from tqdm import tqdm
 
-            bar = tqdm(total=0, unit="B", unit_scale=True, desc=dest.name)
-        except ImportError:  # a bar is a nicety
-            bar = None
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (fixed https URLs)
-            total = int(resp.headers.get("Content-Length") or 0)
-            if bar is not None:
-                bar.total = total
-            done = 0
+                bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=dest.name)
+            except ImportError:  # a bar is a nicety
+                bar = None
+        done = 0
+        try:
             with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
                 while chunk := resp.read(1 << 20):
                     fh.write(chunk)
@@ -92,12 +90,11 @@ def download(
                         progress(done, total)
                     if bar is not None:
                         bar.update(len(chunk))
-            if total and done != total:
-                dest.unlink(missing_ok=True)
-                raise OSError(f"download of {url} stopped at {done} of {total} bytes")
-    finally:
-        if bar is not None:
-            bar.close()
+                if total and done != total:
+                    raise OSError(f"download of {url} stopped at {done} of {total} bytes")
+        finally:
+            if bar is not None:
+                bar.close()
     return dest
 
 

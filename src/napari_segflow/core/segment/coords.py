@@ -47,7 +47,8 @@ def to_model_prompts(
     Parameters
     ----------
     points : (N, 2) array-like of ``(row, col)``, optional
-        Clicks in data coordinates of the image. Every point must lie inside the image.
+        Clicks in data coordinates of the image. Every point must lie inside the image. An
+        empty list means no clicks.
     point_labels : (N,) array-like of 0/1, optional
         1 for a positive click, 0 for a negative one. Defaults to all positive.
     box : ``(row_min, col_min, row_max, col_max)``, optional
@@ -76,6 +77,8 @@ def to_model_prompts(
     pts = lab = xyxy = None
     if points is not None:
         arr = np.asarray(points, dtype=np.float64)
+        if arr.size == 0:  # an empty click list, e.g. from an empty Points layer
+            arr = np.zeros((0, 2))
         if arr.ndim == 1 and arr.size == 2:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[1] != 2:

@@ -48,6 +48,8 @@ class SegmentationResult:
         The model's own quality estimate for ``mask`` (predicted IoU).
     logits : (1, 256, 256) float32 ndarray
         Low-resolution logits of ``mask``; pass them back as ``mask_input`` with the next click.
+        (LiteMedSAM: the logits of the box prediction before clicks were applied, since its
+        clicks are replayed on every call; pass all clicks so far each time.)
     masks : (K, H, W) bool ndarray
         All candidates (K = 3 with ``multimask=True``, else 1); ``mask`` is ``masks[index]``.
     scores : (K,) float ndarray
