@@ -240,3 +240,56 @@ def test_prelabels_from_gold_boxes_feed_the_gate(nuclei, shared_data):
     expected = _summed_iou([(gold[k] == 1, pre[k] == 1) for k in gold])
     assert res.per_class_iou["nucleus"] == pytest.approx(expected)
     assert ("nucleus" in res.disabled) == (expected < 0.70)
+
+
+def test_progress_and_cancel(nuclei):
+    gold, ann = nuclei
+    seen = []
+    calibrate(gold, ann, taxonomy=load_preset("nuclei"), progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 2), (2, 2)]
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 1  # let the first image through, stop before the second
+
+    with pytest.raises(InterruptedError, match="cancelled"):
+        calibrate(gold, ann, taxonomy=load_preset("nuclei"), cancel=cancel)
+    assert len(calls) == 2
+
+
+def test_user_errors(nuclei):
+    gold, ann = nuclei
+    tax = load_preset("nuclei")
+    with pytest.raises(ValueError, match="threshold"):
+        calibrate(gold, ann, taxonomy=tax, threshold=75)
+    with pytest.raises(ValueError, match="must map image names"):
+        calibrate(gold, {"x": gold["top"]}, taxonomy=tax)
+    with pytest.raises(ValueError, match="empty"):
+        calibrate({}, ann, taxonomy=tax)
+
+
+def test_class_indices_folds_out_of_taxonomy_values():
+    tax = load_preset("nuclei")  # ids 1, 2; 0 unlabelled
+    labels = np.array([-4, 0, 1, 2, 3, 2**40], dtype=np.int64)
+    np.testing.assert_array_equal(class_indices(labels, tax), [2, 2, 0, 1, 2, 2])
+    big = np.array([1, 2**63, 0], dtype=np.uint64)
+    np.testing.assert_array_equal(class_indices(big, tax), [0, 2, 2])
+
+
+def test_boundary_iou_dataset_level_matches_erosion_reference(nuclei, nuclei_report):
+    gold, ann = nuclei
+
+    def band(mask, d):
+        padded = np.pad(mask, d + 1)
+        eroded = ndimage.binary_erosion(padded, structure=np.ones((3, 3)), iterations=d)
+        return mask & ~eroded[d + 1 : -(d + 1), d + 1 : -(d + 1)]
+
+    for a, name in enumerate(nuclei_report.annotators):
+        inter = union = 0
+        for k, g in gold.items():
+            d = round(0.02 * math.hypot(*g.shape))
+            gb, pb = band(g == 1, d), band(ann[name][k] == 1, d)
+            inter += np.sum(gb & pb)
+            union += np.sum(gb | pb)
+        assert nuclei_report.boundary_iou[a, 0] == pytest.approx(inter / union)

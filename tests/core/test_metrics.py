@@ -185,3 +185,22 @@ def test_dataset_level_vs_per_image():
     assert s.mean_of_per_image_mean_iou == pytest.approx((3 / 8 + 1) / 2)
     assert np.isnan(s.per_image_per_class_iou[1, 0])
     np.testing.assert_array_equal(s.confusion, [[3, 0], [1, 4]])
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "mixed", "strided"])
+def test_memory_layouts_agree_with_sklearn(layout, monkeypatch):
+    monkeypatch.setattr(metrics, "_CHUNK", 500)
+    rng = np.random.default_rng(5)
+    gt = rng.integers(0, 6, size=(12, 17, 9)).astype(np.uint8)
+    pred = rng.integers(0, 6, size=(12, 17, 9)).astype(np.int16)
+    ref = sk_confusion_matrix(gt.ravel(), pred.ravel(), labels=np.arange(6))
+    if layout == "F":
+        gt, pred = np.asfortranarray(gt), np.asfortranarray(pred)
+    elif layout == "mixed":
+        gt = np.asfortranarray(gt)
+    elif layout == "strided":
+        big_g = np.zeros((24, 17, 9), dtype=np.uint8)
+        big_p = np.zeros((24, 17, 9), dtype=np.int16)
+        big_g[::2], big_p[::2] = gt, pred
+        gt, pred = big_g[::2], big_p[::2]
+    np.testing.assert_array_equal(confusion_matrix(gt, pred, n_classes=6), ref)

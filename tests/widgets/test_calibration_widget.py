@@ -64,3 +64,35 @@ def test_user_mistakes_become_messages(setup, tmp_path):
     widget._folder.value = tmp_path
     widget._on_save()
     assert (tmp_path / "report.json").is_file() and (tmp_path / "report.html").is_file()
+
+
+def test_folders_mode_with_image_choice(setup, tmp_path):
+    viewer, widget, mask, *_ = setup
+    gold_dir, root = tmp_path / "gold", tmp_path / "annotators"
+    tiles = {"left": mask[:, :128], "right": mask[:, 128:]}
+    for d in (gold_dir, root / "ana", root / "ben"):
+        d.mkdir(parents=True)
+    for k, m in tiles.items():
+        tifffile.imwrite(gold_dir / f"{k}.tif", m)
+        tifffile.imwrite(root / "ana" / f"{k}.tif", np.roll(m, 5, axis=0))
+    tifffile.imwrite(root / "ben" / "left.tif", tiles["left"])  # ben lacks "right"
+    widget._taxonomy.value = "nuclei"
+    widget.set_folders(gold_dir, root)
+    assert widget._gold.native.isHidden() and not widget._gold_dir.native.isHidden()
+    rep = widget.compute()
+    assert rep.annotators == ["ana", "ben"]
+    assert "ben: right: missing (no file named right.*)" in rep.problems
+    inter = sum(np.sum((m == 1) & (np.roll(m, 5, axis=0) == 1)) for m in tiles.values())
+    union = sum(np.sum((m == 1) | (np.roll(m, 5, axis=0) == 1)) for m in tiles.values())
+    assert rep.iou[0, 0] == pytest.approx(inter / union)
+    assert rep.images["ben"] == ["left"]
+    assert list(widget._image.choices) == ["left", "right"]
+    layer = viewer.layers[DISAGREEMENT_LAYER]
+    assert layer.metadata["segflow_image"] == "left"
+    np.testing.assert_array_equal(
+        layer.data > 0, np.roll(tiles["left"], 5, axis=0) != tiles["left"]
+    )
+    widget._image.value = "right"
+    # only ana labelled "right": nobody to disagree with
+    assert layer.metadata["segflow_image"] == "right"
+    assert not layer.data.any()

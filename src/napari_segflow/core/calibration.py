@@ -61,17 +61,20 @@ def class_indices(labels: np.ndarray, taxonomy: Taxonomy, *, gold: bool = False)
         raise ValueError(f"labels must hold integers, got dtype {labels.dtype}")
     k = len(taxonomy.classes)
     dtype = np.uint8 if k + 2 <= 255 else np.uint16
-    top = max(taxonomy.max_id, int(labels.max(initial=0))) + 1
-    lut = np.full(top, k, dtype=dtype)
+    top = taxonomy.max_id + 1
+    lut = np.full(top + 1, k, dtype=dtype)  # the last entry stands for every larger value
     for i, cid in enumerate(taxonomy.ids):
         lut[cid] = i
     if gold and taxonomy.ignore_id is not None:
         lut[taxonomy.ignore_id] = k + 1
-    if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
-        out = np.full(labels.shape, k, dtype=dtype)
-        ok = labels >= 0
-        out[ok] = lut[labels[ok]]
-        return out
+    if labels.size == 0:
+        return np.zeros(labels.shape, dtype=dtype)
+    lo, hi = labels.min(), labels.max()
+    # values outside the taxonomy (e.g. instance ids) fold into the "no class" entry
+    if hi > top:
+        labels = np.minimum(labels, top)
+    if lo < 0:
+        labels = np.where(labels < 0, top, labels)
     return lut[labels]
 
 
@@ -82,10 +85,11 @@ def _scores(
     cm = confusion_matrix(gold_idx, ann_idx, n_classes=k + 1, ignore_index=k + 1)
     if dilation_ratio is None:
         return cm, None, None
+    # n_classes=k: the "no class" index k needs no band of its own
     inter, union = boundary_iou_counts(
-        gold_idx, ann_idx, n_classes=k + 1, dilation_ratio=dilation_ratio, ignore_index=k + 1
+        gold_idx, ann_idx, n_classes=k, dilation_ratio=dilation_ratio, ignore_index=k + 1
     )
-    return cm, inter[:k], union[:k]
+    return cm, inter, union
 
 
 def _ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ Conventions
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,11 +38,29 @@ __all__ = [
 _CHUNK = 1 << 22
 
 
-def _flat(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
+def _check_dtype(a: np.ndarray) -> None:
     if a.dtype.kind not in "iub":
         raise ValueError(f"label arrays must hold integers, got dtype {a.dtype}")
-    return a.reshape(-1)
+
+
+def _blocks(g: np.ndarray, p: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Matching 1D blocks of about ``_CHUNK`` elements of two same-shape arrays, without
+    copying either array whole (NIfTI volumes, for instance, arrive in Fortran order)."""
+    for order in ("C", "F"):
+        contiguous = "C_CONTIGUOUS" if order == "C" else "F_CONTIGUOUS"
+        if g.flags[contiguous] and p.flags[contiguous]:
+            gf, pf = g.ravel(order=order), p.ravel(order=order)  # views
+            for start in range(0, gf.size, _CHUNK):
+                yield gf[start : start + _CHUNK], pf[start : start + _CHUNK]
+            return
+    # mixed or strided layouts: slabs along the first axis, each copied on its own
+    if g.ndim == 0:
+        yield g.reshape(1), p.reshape(1)
+        return
+    per_row = max(1, int(np.prod(g.shape[1:], dtype=np.int64)))
+    rows = max(1, _CHUNK // per_row)
+    for start in range(0, g.shape[0], rows):
+        yield g[start : start + rows].reshape(-1), p[start : start + rows].reshape(-1)
 
 
 def _check_range(block: np.ndarray, n: int, what: str, allowed: np.ndarray | None = None) -> None:
@@ -103,12 +121,11 @@ def confusion_matrix(
     g_all, p_all = np.asarray(gt), np.asarray(pred)
     if g_all.shape != p_all.shape:
         raise ValueError(f"shape mismatch: gt {g_all.shape} vs pred {p_all.shape}")
-    g_all, p_all = _flat(g_all), _flat(p_all)
+    _check_dtype(g_all)
+    _check_dtype(p_all)
     counts = np.zeros(n * n, dtype=np.int64)
     idx_dtype = np.uint16 if n * n <= 1 << 16 else np.intp
-    for start in range(0, g_all.size, _CHUNK):
-        g = g_all[start : start + _CHUNK]
-        p = p_all[start : start + _CHUNK]
+    for g, p in _blocks(g_all, p_all):
         checked = False
         if ignore_index is not None:
             ignored = g == ignore_index

@@ -22,10 +22,12 @@ from qtpy.QtWidgets import (
 )
 
 from napari_segflow.core.calibration import CalibrationReport, calibrate
+from napari_segflow.core.io.labels import match_label_files
 from napari_segflow.core.taxonomy import LabelClass, Taxonomy, list_presets, load_preset
 from napari_segflow.layers import get_taxonomy
 
-_FROM_GOLD = "from gold layer"
+_FROM_GOLD = "from gold"
+_LAYERS, _FOLDERS = "Labels layers", "folders"
 DISAGREEMENT_LAYER = "annotator disagreement"
 _FLAG = QColor(240, 128, 128)
 _OK = QColor(170, 220, 170)
@@ -38,6 +40,33 @@ def _ids_taxonomy(arrays: list[np.ndarray]) -> Taxonomy:
     return Taxonomy("from-labels", tuple(LabelClass(int(i), str(i), (0, 0, 0)) for i in ids))
 
 
+def calibrate_folders(
+    gold_dir: Path,
+    annotators_dir: Path,
+    *,
+    taxonomy: Taxonomy | None,
+    threshold: float,
+    cancel=None,
+) -> CalibrationReport:
+    """Calibrate every subfolder of ``annotators_dir`` (one per annotator) against ``gold_dir``.
+
+    Files are paired by name; problems (missing, wrong shape) end up in ``report.problems``.
+    Without a taxonomy every non-zero value of the gold files is a class.
+    """
+    subdirs = sorted(d for d in Path(annotators_dir).iterdir() if d.is_dir())
+    if not subdirs:
+        raise ValueError(f"{annotators_dir}: no subfolders (one per annotator expected)")
+    matched = match_label_files(gold_dir, {d.name: d for d in subdirs})
+    if not matched.reference:
+        raise ValueError(f"{gold_dir}: no readable gold files")
+    tax = taxonomy or _ids_taxonomy(list(matched.reference.values()))
+    report = calibrate(
+        matched.reference, matched.others, taxonomy=tax, threshold=threshold, cancel=cancel
+    )
+    report.problems = [*matched.problems, *report.problems]
+    return report
+
+
 class CalibrationWidget(QWidget):
     """Pick a gold Labels layer and annotator Labels layers; show per-class IoU with flags."""
 
@@ -48,7 +77,12 @@ class CalibrationWidget(QWidget):
         self._worker = None
         self._cancel = False
 
+        self._scale_layer = None  # gold layer whose scale/translate the disagreement layer copies
+        self._source = ComboBox(label="compare", choices=[_LAYERS, _FOLDERS], value=_LAYERS)
         self._gold = ComboBox(label="gold", choices=self._labels_choices, nullable=True)
+        self._gold_dir = FileEdit(label="gold folder", mode="d")
+        self._ann_dir = FileEdit(label="annotators folder", mode="d")
+        self._ann_dir.tooltip = "one subfolder per annotator; files matched to gold by name"
         self._annotators = Select(label="annotators", choices=self._labels_choices)
         self._taxonomy = ComboBox(
             label="taxonomy", choices=[_FROM_GOLD, *list_presets()], value=_FROM_GOLD
@@ -61,14 +95,23 @@ class CalibrationWidget(QWidget):
         self._summary.setWordWrap(True)
         self._table = QTableWidget()
         self._tabs = QTabWidget()
+        self._image = ComboBox(label="disagreement of", choices=[])
         self._folder = FileEdit(label="report folder", mode="d")
         self._save = QPushButton("Save report (JSON, CSV, HTML)")
 
         self._annotators.native.setMaximumHeight(110)
         self._form = Container(
-            widgets=[self._gold, self._annotators, self._taxonomy, self._threshold]
+            widgets=[
+                self._source,
+                self._gold,
+                self._annotators,
+                self._gold_dir,
+                self._ann_dir,
+                self._taxonomy,
+                self._threshold,
+            ]
         )
-        self._folder_form = Container(widgets=[self._folder])
+        self._folder_form = Container(widgets=[self._image, self._folder])
         layout = QVBoxLayout(self)
         layout.addWidget(self._form.native)
         row = QHBoxLayout()
@@ -81,6 +124,9 @@ class CalibrationWidget(QWidget):
         layout.addWidget(self._folder_form.native)
         layout.addWidget(self._save)
 
+        self._source.changed.connect(self._on_source)
+        self._image.changed.connect(self._on_image)
+        self._on_source(self._source.value)
         self._run.clicked.connect(self._on_run)
         self._stop.clicked.connect(self._on_cancel)
         self._save.clicked.connect(self._on_save)
@@ -106,7 +152,48 @@ class CalibrationWidget(QWidget):
         self._gold.value = gold
         self._annotators.value = list(annotators)
 
+    def _on_source(self, value: str) -> None:
+        layers = value == _LAYERS
+        for w in (self._gold, self._annotators):
+            w.visible = layers
+        for w in (self._gold_dir, self._ann_dir):
+            w.visible = not layers
+
+    def set_folders(self, gold_dir, annotators_dir) -> None:
+        """Compare folders: gold files and one subfolder per annotator."""
+        self._source.value = _FOLDERS
+        self._gold_dir.value = gold_dir
+        self._ann_dir.value = annotators_dir
+
     # ------------------------------------------------------------------ running
+    def _folder_job(self):
+        gold_dir, ann_dir = Path(str(self._gold_dir.value)), Path(str(self._ann_dir.value))
+        for d, what in ((gold_dir, "gold"), (ann_dir, "annotators")):
+            if not str(d) or str(d) == "." or not d.is_dir():
+                raise ValueError(f"Choose the {what} folder.")
+        choice = self._taxonomy.value
+        tax = None if choice == _FROM_GOLD else load_preset(choice)
+        return lambda cancel=None: calibrate_folders(
+            gold_dir,
+            ann_dir,
+            taxonomy=tax,
+            threshold=float(self._threshold.value),
+            cancel=cancel,
+        )
+
+    def _job(self):
+        """A function running the chosen comparison, and the layer giving scale/translate."""
+        if self._source.value == _FOLDERS:
+            return self._folder_job(), None
+        gold_layer, gold, ann, tax = self._inputs()
+        threshold = float(self._threshold.value)
+        return (
+            lambda cancel=None: calibrate(
+                gold, ann, taxonomy=tax, threshold=threshold, cancel=cancel
+            ),
+            gold_layer,
+        )
+
     def _inputs(self):
         gold = self._gold.value
         annotators = [a for a in (self._annotators.value or []) if a is not gold]
@@ -134,28 +221,23 @@ class CalibrationWidget(QWidget):
     def compute(self) -> CalibrationReport | None:
         """Run the calibration now (blocking) and show it; ``None`` after a user mistake."""
         try:
-            gold_layer, gold, ann, tax = self._inputs()
+            job, gold_layer = self._job()
+            report = job()
         except ValueError as exc:
             show_error(str(exc))
             return None
-        report = calibrate(gold, ann, taxonomy=tax, threshold=float(self._threshold.value))
         self._show(report, gold_layer)
         return report
 
     def _on_run(self) -> None:
         try:
-            gold_layer, gold, ann, tax = self._inputs()
+            job, gold_layer = self._job()
         except ValueError as exc:
             show_error(str(exc))
             return
         self._cancel = False
-        threshold = float(self._threshold.value)
         worker = create_worker(
-            calibrate,
-            gold,
-            ann,
-            taxonomy=tax,
-            threshold=threshold,
+            job,
             cancel=lambda: self._cancel,
             _progress={"desc": "Calibrating annotators"},
         )
@@ -173,6 +255,8 @@ class CalibrationWidget(QWidget):
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, InterruptedError):
             show_info("Calibration cancelled.")
+        elif isinstance(exc, ValueError):
+            show_error(str(exc))
         else:
             show_error(f"Calibration failed: {exc}")
 
@@ -186,7 +270,16 @@ class CalibrationWidget(QWidget):
         self.report = report
         self._fill_table(report)
         self._fill_plots(report)
-        self._add_disagreement(report, gold_layer)
+        self._scale_layer = gold_layer
+        images = list(report.disagreement)
+        with self._image.changed.blocked():
+            self._image.choices = images
+            if images:
+                self._image.value = images[0]
+        if images:
+            self._add_disagreement(images[0])
+        for line in report.problems:
+            show_warning(f"left out: {line}")
         flags = ", ".join(f"{a}: {c}" for a, c in report.flagged) or "none"
         self._summary.setText(f"Threshold {report.threshold:.2f}. Flagged (retrain on): {flags}.")
         if report.flagged:
@@ -247,21 +340,31 @@ class CalibrationWidget(QWidget):
             canvas.setMinimumHeight(220)
             self._tabs.addTab(canvas, name)
 
-    def _add_disagreement(self, report: CalibrationReport, gold_layer) -> None:
-        (data,) = report.disagreement.values()
+    def _on_image(self, image) -> None:
+        if self.report is not None and image in self.report.disagreement:
+            self._add_disagreement(image)
+
+    def _add_disagreement(self, image: str) -> None:
+        """Show the disagreement map of ``image`` in the disagreement Labels layer."""
+        data = self.report.disagreement[image]
+        gold_layer = self._scale_layer
         if DISAGREEMENT_LAYER in self.viewer.layers:
             layer = self.viewer.layers[DISAGREEMENT_LAYER]
             if layer.data.shape == data.shape:
                 # a new result, not an edit: replacing the whole array is intended here
                 layer.data = data
+                layer.metadata["segflow_image"] = image
                 return
             self.viewer.layers.remove(layer)
+        extra = {}
+        if gold_layer is not None and gold_layer.ndim == data.ndim:
+            extra = {"scale": gold_layer.scale, "translate": gold_layer.translate}
         self.viewer.add_labels(
             data,
             name=DISAGREEMENT_LAYER,
-            scale=gold_layer.scale,
-            translate=gold_layer.translate,
             opacity=0.7,
+            metadata={"segflow_image": image},
+            **extra,
         )
 
     def _on_save(self) -> None:
