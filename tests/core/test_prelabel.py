@@ -191,3 +191,20 @@ def test_prelabel_image_refuses_bad_input(model):
         prelabel_image(img, model, coarse=np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match="min_iou"):
         RefineOptions(min_iou=2)
+
+
+def test_sam2_geometry_points_and_mask_prompt(nuclei):
+    """SAM 2 (real code, random weights): square mask frame, clicks, full pipeline runs."""
+    from napari_segflow.core.segment import load_model
+
+    sam = load_model("sam2.1-tiny", pretrained=False, device="cpu")
+    img, inst = nuclei
+    crop = img[:40, :70]
+    res = sam.predict(sam.embed(crop), box=(5, 5, 30, 50))
+    assert np.array_equal(_full_logits(sam, res.logits, crop.shape) > 0, res.mask)
+    coarse = _polygons(inst[:40, :70])
+    out = prelabel_image(crop, sam, coarse=coarse)
+    assert out.labels.shape == crop.shape
+    # whatever random weights say, pixels outside every band never change
+    outside = ~band_mask(coarse > 0, RefineOptions().max_band_px)
+    assert np.array_equal(out.labels[outside], coarse[outside])
