@@ -393,7 +393,10 @@ def _image_shape(path: str) -> tuple[int, ...] | None:
             import tifffile
 
             with tifffile.TiffFile(p) as tf:
-                return tuple(tf.series[0].shape)
+                shape = tuple(tf.series[0].shape)
+            if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
+                shape = shape[1:]  # band-first, as read_image turns it
+            return shape
         from PIL import Image
 
         with Image.open(p) as im:
