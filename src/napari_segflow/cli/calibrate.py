@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_segflow.cli.prelabel import add_cluster_arguments
+from napari_segflow.cli.prelabel import add_cluster_arguments, quiet_dask
 from napari_segflow.core.batch_metrics import calibrate_files
 from napari_segflow.core.calibration import AI_GATE_THRESHOLD, ai_prelabel_gate, calibrate
 from napari_segflow.core.io.labels import match_label_files
@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         folders["__prelabels__"] = args.prelabels
     # --scheduler/--workers: per-image confusion matrices on dask workers, summed here
     parallel = args.scheduler is not None or args.workers > 0
+    if parallel:
+        quiet_dask(getattr(args, "verbose", False))
     cluster = {"scheduler": args.scheduler, "workers": args.workers}
     problems: list[str] = []
     if not parallel:

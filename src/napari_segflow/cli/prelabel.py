@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,17 @@ def add_cluster_arguments(p: argparse.ArgumentParser, *, default_workers: int) -
         help=f"without --scheduler: local worker processes, 0 = serial in this process "
         f"(default {default_workers})",
     )
+
+
+def quiet_dask(verbose: bool = False) -> None:
+    """dask.distributed logs every worker start and stop at INFO; keep that for ``-v``."""
+    if verbose:
+        return
+    import distributed  # noqa: F401  (sets its own logger levels on import; override them after)
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_segflow.core.segment import available_models
     from napari_segflow.core.taxonomy import load_taxonomy
 
+    quiet_dask(getattr(args, "verbose", False))
     taxonomy = load_taxonomy(args.taxonomy)
     if args.model not in available_models():
         raise ValueError(
@@ -171,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}"
         f" in {time.perf_counter() - t0:.1f} s"
-        + ("" if rate != rate else f" ({rate:.2f} images/s)")
+        + (f" ({rate:.2f} images/s)" if summary.done else "")
     )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.object_counts.items()))
     if counts:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_segflow.cli.prelabel import add_cluster_arguments
+from napari_segflow.cli.prelabel import add_cluster_arguments, quiet_dask
 from napari_segflow.core.io.labels import label_files, match_label_files, read_labels
 from napari_segflow.core.qa import (
     DEFAULT_RATES,
@@ -110,6 +110,7 @@ def _run_report_parallel(args: argparse.Namespace, taxonomy) -> int:
     """Per-image confusion matrices on dask workers (--scheduler/--workers), summed."""
     from napari_segflow.core.batch_metrics import calibrate_files
 
+    quiet_dask(getattr(args, "verbose", False))
     scores = calibrate_files(
         args.gold,
         {"batch": args.annotated},
