@@ -3,7 +3,8 @@
 Builds N real nuclei tiles (DSB 2018 image, 15-vertex polygon labels of its true nuclei) in a
 temporary folder, then pre-labels them three ways with the bundled LiteMedSAM weights:
 
-- ``serial loop``: one process, model loaded once, ``process_image`` per tile (the baseline);
+- ``serial loop``: one process, model loaded once, ``process_image`` per tile (the baseline),
+  with 1 torch thread (as each dask worker) and with 2 (all cores of this machine);
 - ``dask, 1 worker`` and ``dask, 2 workers``: ``run_prelabel`` on a LocalCluster of
   single-threaded worker processes, each loading the model once.
 
@@ -18,8 +19,10 @@ Usage: ``python benchmarks/bench_prelabel.py [--tiles 8] [--size 96]``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,8 +77,10 @@ def build(root: Path, n: int, size: int) -> list:
     return tasks
 
 
-def serial_loop(root: Path, tasks: list, tax) -> dict:
-    job = PrelabelJob(out_dir=str(root / "out_serial"), taxonomy=tax.to_dict())
+def serial_loop(root: Path, tasks: list, tax, threads: int = 1) -> dict:
+    job = PrelabelJob(
+        out_dir=str(root / f"out_serial{threads}"), taxonomy=tax.to_dict(), torch_threads=threads
+    )
     t0 = time.perf_counter()
     model, _ = _model_for(job)
     t1 = time.perf_counter()
@@ -114,16 +119,40 @@ def cluster_run(root: Path, tasks: list, tax, workers: int) -> dict:
     }
 
 
+def serial_in_subprocess(root: Path, threads: int) -> dict:
+    """Run the serial loop in a fresh process whose OpenMP pool has ``threads`` threads.
+
+    torch's oneDNN kernels keep the thread count of the first inference, so the loop must not
+    share a process with anything that ran torch before (and dask workers start with
+    ``OMP_NUM_THREADS=1``).
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, __file__, "--serial", str(root), "--threads", str(threads)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiles", type=int, default=16)
     ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--serial", type=Path, help=argparse.SUPPRESS)  # internal: one serial run
+    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     tax = load_preset("nuclei")
+    if args.serial is not None:
+        tasks, _ = make_tasks(
+            image_files(args.serial / "images"), coarse_dir=args.serial / "coarse"
+        )
+        print(json.dumps(serial_loop(args.serial, tasks, tax, args.threads)))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tasks = build(root, args.tiles, args.size)
-        rows = [("serial loop (baseline)", serial_loop(root, tasks, tax))]
+        rows = [
+            ("serial loop, 1 thread (baseline)", serial_in_subprocess(root, 1)),
+            ("serial loop, 2 torch threads", serial_in_subprocess(root, 2)),
+        ]
         for w in (1, 2):
             rows.append(
                 (f"dask LocalCluster, {w} worker{'s' * (w > 1)}", cluster_run(root, tasks, tax, w))
@@ -136,13 +165,13 @@ def main(argv=None) -> int:
     )
     base = n / rows[0][1]["wall"]
     print(
-        f"{'run':32s} {'images/s':>9s} {'vs serial':>9s} {'wall s':>7s} {'startup s':>9s}  peak MB per process"
+        f"{'run':34s} {'images/s':>9s} {'vs serial':>9s} {'wall s':>7s} {'startup s':>9s}  peak MB per process"
     )
     for name, r in rows:
         ips = n / r["wall"]
         mem = ", ".join(f"{m:.0f}" for m in r["mem"])
         print(
-            f"{name:32s} {ips:9.3f} {ips / base:8.2f}x {r['wall']:7.1f} {r['startup']:9.1f}  {mem}"
+            f"{name:34s} {ips:9.3f} {ips / base:8.2f}x {r['wall']:7.1f} {r['startup']:9.1f}  {mem}"
         )
     return 0
 
