@@ -22,6 +22,7 @@ _COMMANDS = [
     "qa",
     "rules_check",
     "polygon_check",
+    "prelabel",
 ]
 
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_segflow.cli.prelabel import add_cluster_arguments, quiet_dask
+from napari_segflow.core.batch_metrics import calibrate_files
 from napari_segflow.core.calibration import AI_GATE_THRESHOLD, ai_prelabel_gate, calibrate
 from napari_segflow.core.io.labels import match_label_files
 from napari_segflow.core.taxonomy import load_taxonomy, save_taxonomy
@@ -52,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ai-threshold", type=float, default=AI_GATE_THRESHOLD)
     p.add_argument("--out", required=True, type=Path, help="output folder for the reports")
+    add_cluster_arguments(p, default_workers=0)
     p.set_defaults(func=run)
 
 
@@ -65,18 +68,39 @@ def run(args: argparse.Namespace) -> int:
     folders = dict(args.annotator)
     if args.prelabels is not None:
         folders["__prelabels__"] = args.prelabels
-    matched = match_label_files(args.gold, folders)
-    for line in matched.problems:
+    # --scheduler/--workers: per-image confusion matrices on dask workers, summed here
+    parallel = args.scheduler is not None or args.workers > 0
+    if parallel:
+        quiet_dask(getattr(args, "verbose", False))
+    cluster = {"scheduler": args.scheduler, "workers": args.workers}
+    problems: list[str] = []
+    if not parallel:
+        matched = match_label_files(args.gold, folders)
+        problems = matched.problems
+    for line in problems:
         print(f"skipped: {line}", file=sys.stderr)
     written: list[Path] = []
     if args.annotator:
-        report = calibrate(
-            matched.reference,
-            {n: matched.others[n] for n in names},
-            taxonomy=taxonomy,
-            threshold=args.threshold,
-            dilation_ratio=args.dilation_ratio,
-        )
+        if parallel:
+            report = calibrate_files(
+                args.gold,
+                {n: folders[n] for n in names},
+                taxonomy=taxonomy,
+                threshold=args.threshold,
+                dilation_ratio=args.dilation_ratio,
+                **cluster,
+            )
+            problems = problems + report.problems
+            for line in report.problems:
+                print(f"skipped: {line}", file=sys.stderr)
+        else:
+            report = calibrate(
+                matched.reference,
+                {n: matched.others[n] for n in names},
+                taxonomy=taxonomy,
+                threshold=args.threshold,
+                dilation_ratio=args.dilation_ratio,
+            )
         written += report.save(args.out).values()
         for a, name in enumerate(report.annotators):
             flags = [c for who, c in report.flagged if who == name]
@@ -86,16 +110,30 @@ def run(args: argparse.Namespace) -> int:
                 + (f"retrain on: {', '.join(flags)}" if flags else "no class below threshold")
             )
     if args.prelabels is not None:
-        gate = ai_prelabel_gate(
-            matched.reference,
-            matched.others["__prelabels__"],
-            taxonomy=taxonomy,
-            threshold=args.ai_threshold,
-        )
+        if parallel:
+            scores = calibrate_files(
+                args.gold,
+                {"model": args.prelabels},
+                taxonomy=taxonomy,
+                threshold=args.ai_threshold,
+                dilation_ratio=None,
+                **cluster,
+            )
+            problems = problems + scores.problems
+            gate = ai_prelabel_gate(
+                {}, {}, taxonomy=taxonomy, threshold=args.ai_threshold, report=scores
+            )
+        else:
+            gate = ai_prelabel_gate(
+                matched.reference,
+                matched.others["__prelabels__"],
+                taxonomy=taxonomy,
+                threshold=args.ai_threshold,
+            )
         path = save_taxonomy(gate.taxonomy, Path(args.out) / "taxonomy_ai_gated.yaml")
         written.append(path)
         off = ", ".join(gate.disabled) or "none"
         print(f"AI pre-labels: ai_assist turned off for: {off}")
     for path in written:
         print(f"wrote {path}")
-    return 1 if matched.problems else 0
+    return 1 if problems else 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_segflow.cli.prelabel import add_cluster_arguments, quiet_dask
 from napari_segflow.core.io.labels import label_files, match_label_files, read_labels
 from napari_segflow.core.qa import (
     DEFAULT_RATES,
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--annotated", required=True, type=Path, help="folder of the batch's labels")
     r.add_argument("--threshold", type=float, default=0.75)
     r.add_argument("--out", required=True, type=Path, help="output folder (qa_report.*)")
+    add_cluster_arguments(r, default_workers=0)
     r.set_defaults(func=run_report)
 
 
@@ -90,6 +92,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     taxonomy = load_taxonomy(args.taxonomy)
+    if args.scheduler is not None or args.workers > 0:
+        return _run_report_parallel(args, taxonomy)
     matched = match_label_files(args.gold, {"annotated": args.annotated})
     for line in matched.problems:
         print(f"skipped: {line}", file=sys.stderr)
@@ -99,6 +103,31 @@ def run_report(args: argparse.Namespace) -> int:
     report = qa_batch_report(
         gold, matched.others["annotated"], taxonomy=taxonomy, threshold=args.threshold
     )
+    return _print_report(args, report, matched.problems)
+
+
+def _run_report_parallel(args: argparse.Namespace, taxonomy) -> int:
+    """Per-image confusion matrices on dask workers (--scheduler/--workers), summed."""
+    from napari_segflow.core.batch_metrics import calibrate_files
+
+    quiet_dask(getattr(args, "verbose", False))
+    scores = calibrate_files(
+        args.gold,
+        {"batch": args.annotated},
+        taxonomy=taxonomy,
+        threshold=args.threshold,
+        scheduler=args.scheduler,
+        workers=args.workers,
+    )
+    for line in scores.problems:
+        print(f"skipped: {line}", file=sys.stderr)
+    if not scores.images["batch"]:
+        raise ValueError("no annotated file matches a gold file by name and shape")
+    report = qa_batch_report({}, {}, taxonomy=taxonomy, threshold=args.threshold, report=scores)
+    return _print_report(args, report, scores.problems)
+
+
+def _print_report(args: argparse.Namespace, report, problems: list[str]) -> int:
     paths = report.save(args.out)
     for c in report.classes:
         v = report.per_class_iou[c]
@@ -108,4 +137,4 @@ def run_report(args: argparse.Namespace) -> int:
     for w in report.warnings:
         print(f"WARNING: {w}")
     print(f"wrote {paths['json']}, {paths['csv']}, {paths['html']}")
-    return 1 if matched.problems else 0
+    return 1 if problems else 0

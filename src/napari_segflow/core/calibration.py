@@ -422,16 +422,19 @@ def ai_prelabel_gate(
     *,
     taxonomy: Taxonomy,
     threshold: float = AI_GATE_THRESHOLD,
+    report: CalibrationReport | None = None,
 ) -> AIGateResult:
     """Decide per class whether model pre-labels are good enough to offer to annotators.
 
     Classes with dataset-level IoU of the pre-labels against gold below ``threshold`` get
     ``ai_assist: false`` in the returned taxonomy copy. A class absent from both keeps its
     current setting (there is no evidence either way). The input taxonomy is not changed.
+    ``report``: the pre-labels' scores already computed (first annotator row is used).
     """
-    report = calibrate(
-        gold, {"model": prelabels}, taxonomy=taxonomy, threshold=threshold, dilation_ratio=None
-    )
+    if report is None:
+        report = calibrate(
+            gold, {"model": prelabels}, taxonomy=taxonomy, threshold=threshold, dilation_ratio=None
+        )
     ious = {c: float(report.iou[0, k]) for k, c in enumerate(report.classes)}
     disabled = [c for c, v in ious.items() if not math.isnan(v) and v < threshold]
     new_tax = taxonomy.with_ai_assist({c: False for c in disabled})

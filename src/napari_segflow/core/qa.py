@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_segflow.core.calibration import calibrate
+from napari_segflow.core.calibration import CalibrationReport, calibrate
 from napari_segflow.core.io._atomic import atomic_write_bytes
 from napari_segflow.core.taxonomy import LabelClass, Taxonomy
 
@@ -372,6 +372,7 @@ def qa_batch_report(
     taxonomy: Taxonomy | None = None,
     threshold: float = 0.75,
     dilation_ratio: float | None = 0.02,
+    report: CalibrationReport | None = None,
 ) -> QABatchReport:
     """Per-class IoU of a QA batch, with warnings a mean IoU alone would hide.
 
@@ -386,7 +387,13 @@ def qa_batch_report(
         time, a warning says the aggregate hides a failing class.
     dilation_ratio : float or None
         Boundary IoU band (fraction of the diagonal); ``None`` skips boundary IoU.
+    report : CalibrationReport, optional
+        Scores already computed for the batch as annotator ``"batch"`` (e.g. in parallel by
+        :func:`napari_segflow.core.batch_metrics.calibrate_files`); ``gold``/``annotated``
+        are then not read.
     """
+    if report is not None:
+        return _qa_from_calibration(report, threshold)
     if taxonomy is None:
         taxonomy = _taxonomy_from_values(
             [np.asarray(a) for a in [*gold.values(), *annotated.values()]]
@@ -398,6 +405,10 @@ def qa_batch_report(
         threshold=threshold,
         dilation_ratio=dilation_ratio,
     )
+    return _qa_from_calibration(rep, threshold)
+
+
+def _qa_from_calibration(rep: CalibrationReport, threshold: float) -> QABatchReport:
     per_class = {c: float(rep.iou[0, k]) for k, c in enumerate(rep.classes)}
     boundary = {c: float(rep.boundary_iou[0, k]) for k, c in enumerate(rep.classes)}
     mean = float(rep.mean_iou[0])

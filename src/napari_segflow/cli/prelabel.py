@@ -1,0 +1,195 @@
+"""``segflow prelabel``: refine coarse labels into pixel-accurate pre-labels over a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from napari_segflow.core.prelabel import RefineOptions
+
+_DEFAULTS = RefineOptions()
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser, *, default_workers: int) -> None:
+    """``--scheduler`` and ``--workers``, shared by every dataset-scale command."""
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of an existing dask.distributed scheduler (e.g. tcp://head:8786)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers,
+        help=f"without --scheduler: local worker processes, 0 = serial in this process "
+        f"(default {default_workers})",
+    )
+
+
+def quiet_dask(verbose: bool = False) -> None:
+    """dask.distributed logs every worker start and stop at INFO; keep that for ``-v``."""
+    if verbose:
+        return
+    import distributed  # noqa: F401  (sets its own logger levels on import; override them after)
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prelabel",
+        help="AI pre-labels from coarse labels, COCO or prompt JSON, on a local or dask cluster",
+        description=(
+            "Each class region of the coarse input is refined by the model (box + coarse mask "
+            "prompt, changes limited to a band around the coarse boundary). The model's version "
+            "is kept only where it agrees with the coarse shape; otherwise the coarse region is "
+            "kept and flagged. Outputs per image: <stem>.png, <stem>.png.provenance.npz "
+            "(model pixels AI-pending), <stem>.prelabel.json. Reruns skip finished images."
+        ),
+    )
+    p.add_argument("images", type=Path, help="folder of 2D images (TIFF, PNG, JPEG)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--coarse", type=Path, help="folder of coarse label images, paired by name")
+    src.add_argument("--coco", type=Path, help="COCO JSON with polygons, RLE masks or boxes")
+    src.add_argument(
+        "--prompts", type=Path, help="segflow-prompts/1 JSON of boxes/points per class"
+    )
+    p.add_argument("--taxonomy", required=True, help="taxonomy file or preset name")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--model", default="medsam-lite", help="model name (default medsam-lite)")
+    p.add_argument("--checkpoint", help="weights file (default: bundled / cached)")
+    p.add_argument(
+        "--window", help="intensity window: preset (ct-soft-tissue, percentile...) or LEVEL,WIDTH"
+    )
+    p.add_argument(
+        "--min-iou",
+        type=float,
+        default=_DEFAULTS.min_iou,
+        help=f"keep the model's version only above this IoU with the coarse region ({_DEFAULTS.min_iou})",
+    )
+    p.add_argument(
+        "--band",
+        type=float,
+        default=_DEFAULTS.band,
+        help=f"band half-width as a fraction of sqrt(object area) ({_DEFAULTS.band})",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=_DEFAULTS.confidence,
+        help=f"minimum |logit| for the model to flip a pixel ({_DEFAULTS.confidence})",
+    )
+    p.add_argument(
+        "--min-width",
+        type=int,
+        default=_DEFAULTS.min_width,
+        help=f"ignore changes thinner than this many pixels ({_DEFAULTS.min_width})",
+    )
+    p.add_argument(
+        "--no-edge-check",
+        action="store_true",
+        help="accept changes without stronger image edges along the new boundary",
+    )
+    add_cluster_arguments(p, default_workers=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _window(text: str | None):
+    if text is None:
+        return None
+    if "," in text:
+        level, _, width = text.partition(",")
+        try:
+            return [float(level), float(width)]
+        except ValueError:
+            raise ValueError(f"--window: expected LEVEL,WIDTH or a preset, got {text!r}") from None
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_segflow.core.batch import PrelabelJob, image_files, make_tasks, run_prelabel
+    from napari_segflow.core.prelabel_prompts import read_coco_prompts, read_prompts_json
+    from napari_segflow.core.segment import available_models
+    from napari_segflow.core.taxonomy import load_taxonomy
+
+    quiet_dask(getattr(args, "verbose", False))
+    taxonomy = load_taxonomy(args.taxonomy)
+    if args.model not in available_models():
+        raise ValueError(
+            f"unknown model {args.model!r}; available: {', '.join(available_models())}"
+        )
+    if args.workers < 0 or args.threads < 1:
+        raise ValueError("--workers must be >= 0 and --threads >= 1")
+    images = image_files(args.images)
+    if not images:
+        raise ValueError(f"{args.images}: no images ({', '.join(('.tif', '.png', '.jpg'))})")
+    prompts = None
+    if args.coco is not None:
+        prompts = read_coco_prompts(args.coco, taxonomy=taxonomy)
+    elif args.prompts is not None:
+        prompts = read_prompts_json(args.prompts, taxonomy=taxonomy)
+    tasks, problems = make_tasks(images, coarse_dir=args.coarse, prompts=prompts)
+    for stem, why in problems.items():
+        print(f"not queued: {stem}: {why}", file=sys.stderr)
+    options = RefineOptions(
+        min_iou=args.min_iou,
+        band=args.band,
+        confidence=args.confidence,
+        min_width=args.min_width,
+        edge_check=not args.no_edge_check,
+    ).to_dict()
+    job = PrelabelJob(
+        out_dir=str(args.out),
+        taxonomy=taxonomy.to_dict(),
+        model=args.model,
+        checkpoint=args.checkpoint,
+        window=_window(args.window),
+        options=options,
+        torch_threads=args.threads,
+    )
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), unit="img", desc="prelabel", file=sys.stderr)
+
+    def progress(outcome, finished, total) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{outcome.stem}: {outcome.status}", refresh=False)
+        if outcome.status == "failed":
+            msg = f"failed: {outcome.stem}: {outcome.reason}"
+            (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
+
+    t0 = time.perf_counter()
+    try:
+        summary = run_prelabel(
+            job,
+            tasks,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    rate = summary.images_per_second
+    print(
+        f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}"
+        f" in {time.perf_counter() - t0:.1f} s"
+        + (f" ({rate:.2f} images/s)" if summary.done else "")
+    )
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.object_counts.items()))
+    if counts:
+        print(f"objects: {counts}; flagged for review: {summary.flagged_objects}")
+    for stem, why in sorted(summary.failed.items()):
+        print(f"  failed {stem}: {why}")
+    print(f"wrote {Path(args.out) / 'prelabel_summary.json'}")
+    return 1 if summary.failed or problems else 0

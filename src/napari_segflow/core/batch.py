@@ -1,0 +1,508 @@
+"""Dataset-scale pre-labelling: one task per image, serial or on a dask.distributed cluster.
+
+What travels to a worker is small: a :class:`PrelabelJob` (model name, options, taxonomy as a
+dict) and an :class:`ImageTask` (file paths, plus prompt entries when they come from a COCO or
+JSON file). Images, coarse labels and outputs are read and written by the worker on storage
+that every worker sees. Each worker loads the model once, on its first task, and keeps it
+for the rest of the run.
+
+Outputs of an image ``<stem>`` in the output folder:
+
+- ``<stem>.png``: class-index labels (written last: its presence means "finished");
+- ``<stem>.png.provenance.npz``: the provenance sidecar (AI-pending pixels);
+- ``<stem>.prelabel.json``: what happened to every object (refined, kept and flagged, copied).
+
+Each file is written atomically (temporary name, then rename). A rerun skips an image whose
+three files exist and read back with the right shape; anything else is done again. Killing a
+worker or the whole job therefore loses no finished image and leaves no half-written file.
+
+dask is imported only inside :func:`run_prelabel` when a cluster is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_segflow.core.io._atomic import atomic_write_bytes
+from napari_segflow.core.io.labels import label_files, read_labels
+from napari_segflow.core.io.png import read_png, write_png
+from napari_segflow.core.prelabel import RefineOptions, prelabel_image
+from napari_segflow.core.provenance import read_provenance, write_provenance
+from napari_segflow.core.taxonomy import Taxonomy, taxonomy_from_dict
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "BatchSummary",
+    "ImageOutcome",
+    "ImageTask",
+    "PrelabelJob",
+    "image_files",
+    "make_tasks",
+    "output_paths",
+    "output_valid",
+    "preload_model",
+    "process_image",
+    "read_image",
+    "run_prelabel",
+]
+
+log = logging.getLogger(__name__)
+
+#: Image files a batch job reads (2D).
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class PrelabelJob:
+    """Everything about a run that is the same for every image (shipped to each worker).
+
+    Attributes
+    ----------
+    out_dir : str
+        Output folder (shared storage in a cluster).
+    taxonomy : dict
+        ``Taxonomy.to_dict()`` of the classes.
+    model : str
+        Model name for :func:`napari_segflow.core.segment.load_model`.
+    checkpoint : str or None
+    window : optional
+        Intensity window passed to the model (preset name, ``(level, width)`` or None).
+    options : dict
+        :class:`RefineOptions` fields.
+    torch_threads : int
+        Threads torch uses per task; fixed so that results do not depend on the machine.
+    """
+
+    out_dir: str
+    taxonomy: dict
+    model: str = "medsam-lite"
+    checkpoint: str | None = None
+    window: Any = None
+    options: dict = field(default_factory=dict)
+    torch_threads: int = 1
+
+    def model_key(self) -> tuple:
+        window = tuple(self.window) if isinstance(self.window, list) else self.window
+        return (self.model, self.checkpoint, window)
+
+    def get_taxonomy(self) -> Taxonomy:
+        return taxonomy_from_dict(self.taxonomy, source="job")
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """One image to pre-label.
+
+    Attributes
+    ----------
+    stem : str
+        Image name without extension; names the outputs.
+    image : str
+        Path of the image.
+    coarse : str or None
+        Path of a coarse label image, or None.
+    prompts : tuple of dict
+        Prompt entries (see :mod:`napari_segflow.core.prelabel_prompts`).
+    """
+
+    stem: str
+    image: str
+    coarse: str | None = None
+    prompts: tuple = ()
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """Result of one image: ``status`` is ``"done"``, ``"skipped"`` or ``"failed"``."""
+
+    stem: str
+    status: str
+    reason: str = ""
+    seconds: float = 0.0
+    counts: dict = field(default_factory=dict)
+    flagged: int = 0
+    worker: str = ""
+
+
+@dataclass
+class BatchSummary:
+    """What a run did; ``failed`` maps image stems to the reason."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    flagged_objects: int = 0
+    object_counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, o: ImageOutcome) -> None:
+        if o.status == "done":
+            self.done.append(o.stem)
+            self.flagged_objects += o.flagged
+            for k, v in o.counts.items():
+                self.object_counts[k] = self.object_counts.get(k, 0) + int(v)
+        elif o.status == "skipped":
+            self.skipped.append(o.stem)
+        else:
+            self.failed[o.stem] = o.reason
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.done) / self.seconds if self.seconds > 0 else math.nan
+
+    def to_dict(self) -> dict:
+        return {
+            "done": sorted(self.done),
+            "skipped": sorted(self.skipped),
+            "failed": dict(sorted(self.failed.items())),
+            "seconds": round(self.seconds, 3),
+            "images_per_second": None
+            if math.isnan(self.images_per_second)
+            else round(self.images_per_second, 4),
+            "flagged_objects": self.flagged_objects,
+            "object_counts": dict(sorted(self.object_counts.items())),
+        }
+
+
+# ------------------------------------------------------------------------------- files
+def image_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """``{stem: path}`` of the images directly inside ``folder``, sorted by stem."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise ValueError(f"{d}: not a folder")
+    out: dict[str, Path] = {}
+    for p in sorted(d.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES:
+            stem = p.name[: -len(p.suffix)]
+            if stem in out:
+                raise ValueError(f"{d}: two images named {stem!r}: {out[stem].name}, {p.name}")
+            out[stem] = p
+    return out
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a 2D image (TIFF via tifffile, others via Pillow) as (H, W) or (H, W, C)."""
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(p)
+        else:
+            from PIL import Image
+
+            with Image.open(p) as im:
+                arr = np.array(im)
+    except Exception as exc:  # image libraries raise many kinds for damaged files
+        raise ValueError(f"{p.name}: cannot read image ({type(exc).__name__}: {exc})") from None
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # band-first rasters
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"{p.name}: expected a 2D image, got shape {arr.shape}")
+    return arr
+
+
+def output_paths(out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path, Path]:
+    """``(labels.png, provenance sidecar, object report)`` of image ``stem``.
+
+    Examples
+    --------
+    >>> [p.name for p in output_paths("out", "tile_7")]
+    ['tile_7.png', 'tile_7.png.provenance.npz', 'tile_7.prelabel.json']
+    """
+    d = Path(out_dir)
+    labels = d / f"{stem}.png"
+    return labels, labels.with_name(labels.name + ".provenance.npz"), d / f"{stem}.prelabel.json"
+
+
+def output_valid(
+    out_dir: str | os.PathLike[str], stem: str, shape: tuple[int, ...] | None = None
+) -> bool:
+    """Whether image ``stem`` has complete, readable outputs (of ``shape`` when given)."""
+    labels_path, prov_path, report_path = output_paths(out_dir, stem)
+    if not (labels_path.is_file() and prov_path.is_file() and report_path.is_file()):
+        return False
+    try:
+        labels = read_png(labels_path)
+        prov = read_provenance(labels_path)
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except Exception:  # any damage (truncated PNG or npz, bad JSON) means "do it again"
+        return False
+    if prov is None or prov.shape != labels.shape or report.get("stem") != stem:
+        return False
+    return shape is None or tuple(labels.shape) == tuple(shape[:2])
+
+
+def make_tasks(
+    images: Mapping[str, str | os.PathLike[str]],
+    *,
+    coarse_dir: str | os.PathLike[str] | None = None,
+    prompts: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> tuple[list[ImageTask], dict[str, str]]:
+    """Pair images with their prompt source; returns ``(tasks, {stem: problem})``.
+
+    An image without a coarse label file or prompt entries is reported, not queued.
+    """
+    if (coarse_dir is None) == (prompts is None):
+        raise ValueError("give exactly one prompt source: a coarse label folder or prompts")
+    coarse = label_files(coarse_dir) if coarse_dir is not None else {}
+    tasks, problems = [], {}
+    for stem, path in images.items():
+        if coarse_dir is not None:
+            if stem not in coarse:
+                problems[stem] = f"no coarse label file named {stem}.* in {coarse_dir}"
+                continue
+            tasks.append(ImageTask(stem, str(path), coarse=str(coarse[stem])))
+        else:
+            entries = prompts.get(stem)
+            if not entries:
+                problems[stem] = "no prompts for this image"
+                continue
+            tasks.append(ImageTask(stem, str(path), prompts=tuple(dict(e) for e in entries)))
+    return tasks, problems
+
+
+# ------------------------------------------------------------------------------- work
+_LOCAL_MODELS: dict[tuple, Any] = {}
+_LOCAL_LOCK = threading.Lock()
+
+
+def _model_for(job: PrelabelJob, holder: Any = None):
+    """The job's model, loaded once per worker (or once per process outside dask)."""
+    if holder is None:
+        try:
+            from distributed import get_worker
+
+            holder = get_worker()
+        except (ImportError, ValueError):
+            holder = None
+    if holder is not None:
+        cache = holder.__dict__.setdefault("_segflow_models", {})
+        lock = holder.__dict__.setdefault("_segflow_lock", threading.Lock())
+    else:
+        cache, lock = _LOCAL_MODELS, _LOCAL_LOCK
+    key = job.model_key()
+    with lock:
+        if key not in cache:
+            from napari_segflow.core.segment import load_model
+
+            # a small embedding cache: each window is embedded once per image anyway
+            cache[key] = load_model(
+                job.model, job.checkpoint, window=job.window, cache_bytes=64 << 20, device="cpu"
+            )
+        return cache[key], lock
+
+
+def preload_model(job: PrelabelJob, dask_worker: Any = None) -> str:
+    """Load the job's model on a worker ahead of its first image: ``client.run(preload_model, job)``.
+
+    Returns the model's description. Optional: without it each worker loads the model with
+    its first image.
+    """
+    model, _ = _model_for(job, dask_worker)
+    return repr(model)
+
+
+def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome:
+    """Pre-label one image and write its outputs atomically; never raises for a bad image.
+
+    ``model`` defaults to the worker's (loaded on first use, then reused).
+    """
+    t0 = time.perf_counter()
+    where = ""
+    try:
+        from distributed import get_worker
+
+        where = get_worker().address
+    except (ImportError, ValueError):
+        where = "local"
+    try:
+        from napari_segflow.core.prelabel_prompts import entries_to_objects
+
+        taxonomy = job.get_taxonomy()
+        image = read_image(task.image)
+        coarse = read_labels(task.coarse) if task.coarse is not None else None
+        if coarse is not None and coarse.shape != image.shape[:2]:
+            raise ValueError(
+                f"coarse labels {coarse.shape} do not match the image {image.shape[:2]}"
+            )
+        objects = entries_to_objects(task.prompts, shape=image.shape[:2]) if task.prompts else None
+        lock = None
+        if model is None:
+            model, lock = _model_for(job)
+        import torch
+
+        before = torch.get_num_threads()
+        if lock is not None:
+            lock.acquire()
+        try:
+            torch.set_num_threads(job.torch_threads)
+            result = prelabel_image(
+                image,
+                model,
+                coarse=coarse,
+                prompts=objects,
+                taxonomy=taxonomy,
+                options=RefineOptions(**job.options),
+            )
+        finally:
+            torch.set_num_threads(before)
+            if lock is not None:
+                lock.release()
+        labels_path, _, report_path = output_paths(job.out_dir, task.stem)
+        report = {"stem": task.stem, "image": task.image, "model": job.model, **result.to_dict()}
+        atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
+        # the label file goes last: once it is there, the image is finished
+        write_provenance(labels_path, result.provenance)
+        write_png(result.labels, labels_path, taxonomy=taxonomy)
+        return ImageOutcome(
+            task.stem,
+            "done",
+            seconds=time.perf_counter() - t0,
+            counts=result.counts(),
+            flagged=len(result.flagged),
+            worker=where,
+        )
+    except Exception as exc:  # one bad image must never stop the run
+        log.debug("%s failed:\n%s", task.stem, traceback.format_exc())
+        reason = str(exc) or type(exc).__name__
+        return ImageOutcome(
+            task.stem, "failed", reason=reason, seconds=time.perf_counter() - t0, worker=where
+        )
+
+
+def _image_shape(path: str) -> tuple[int, ...] | None:
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(p) as tf:
+                shape = tuple(tf.series[0].shape)
+            if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
+                shape = shape[1:]  # band-first, as read_image turns it
+            return shape
+        from PIL import Image
+
+        with Image.open(p) as im:
+            return (im.height, im.width)
+    except Exception:  # unreadable images are reported when processed
+        return None
+
+
+def run_prelabel(
+    job: PrelabelJob,
+    tasks: Sequence[ImageTask],
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    processes: bool = True,
+    client=None,
+    progress: Callable[[ImageOutcome, int, int], None] | None = None,
+) -> BatchSummary:
+    """Pre-label ``tasks``, skipping those whose outputs are already valid.
+
+    Parameters
+    ----------
+    job : PrelabelJob
+    tasks : sequence of ImageTask
+    scheduler : str, optional
+        Address of an existing dask.distributed scheduler (``tcp://host:8786``).
+    workers : int, optional
+        Without ``scheduler``: 0 or None runs serially in this process; N >= 1 starts a local
+        cluster of N single-threaded workers.
+    processes : bool
+        Local cluster of processes (True) or threads (False).
+    client : distributed.Client, optional
+        Use this client instead (tests, notebooks); overrides ``scheduler``/``workers``.
+    progress : callable, optional
+        ``progress(outcome, finished, total)`` after each image, skipped ones included.
+
+    Returns
+    -------
+    BatchSummary
+        Also written to ``<out_dir>/prelabel_summary.json``.
+    """
+    t0 = time.perf_counter()
+    summary = BatchSummary()
+    total = len(tasks)
+    finished = 0
+
+    def report(o: ImageOutcome) -> None:
+        nonlocal finished
+        finished += 1
+        summary.add(o)
+        if progress is not None:
+            progress(o, finished, total)
+
+    todo = []
+    for t in tasks:
+        if output_valid(job.out_dir, t.stem, _image_shape(t.image)):
+            report(ImageOutcome(t.stem, "skipped", reason="valid output exists"))
+        else:
+            todo.append(t)
+    work_start = time.perf_counter()
+    if todo:
+        if client is None and scheduler is None and not workers:
+            for t in todo:
+                report(process_image(job, t))
+        else:
+            _run_distributed(job, todo, report, client, scheduler, workers, processes)
+    summary.seconds = time.perf_counter() - work_start
+    Path(job.out_dir).mkdir(parents=True, exist_ok=True)
+    doc = {"total_seconds": round(time.perf_counter() - t0, 3), **summary.to_dict()}
+    atomic_write_bytes(
+        Path(job.out_dir) / "prelabel_summary.json", json.dumps(doc, indent=1).encode()
+    )
+    return summary
+
+
+def _run_distributed(job, todo, report, client, scheduler, workers, processes) -> None:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = own = None
+    if client is None:
+        if scheduler is not None:
+            client = own = Client(scheduler)
+        else:
+            cluster = LocalCluster(
+                n_workers=int(workers),
+                threads_per_worker=1,
+                processes=processes,
+                dashboard_address=None,
+            )
+            client = own = Client(cluster)
+    try:
+        # every worker loads the model now (a bad checkpoint fails here, once, clearly)
+        client.run(preload_model, job)
+        run_id = uuid.uuid4().hex[:8]
+        futures = {
+            client.submit(process_image, job, t, key=f"prelabel-{t.stem}-{run_id}"): t
+            for t in todo
+        }
+        for fut in as_completed(futures):
+            t = futures[fut]
+            try:
+                report(fut.result())
+            except Exception as exc:  # e.g. KilledWorker: the image crashed workers repeatedly
+                report(ImageOutcome(t.stem, "failed", reason=f"{type(exc).__name__}: {exc}"))
+    finally:
+        if own is not None:
+            own.close()
+        if cluster is not None:
+            cluster.close()

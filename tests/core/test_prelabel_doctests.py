@@ -1,0 +1,16 @@
+"""The examples in the docstrings of the pre-labelling modules run and give what they show."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from napari_segflow.core import batch, prelabel, prelabel_prompts
+
+
+@pytest.mark.parametrize("module", [prelabel, prelabel_prompts, batch])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
