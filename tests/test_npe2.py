@@ -64,3 +64,23 @@ def test_sample_data_opens_with_taxonomy(make_napari_viewer):
     assert get_taxonomy(labels).name == "land-use"
     layers = viewer.open_sample("napari-segflow", "nuclei")
     assert layers[0].data.dtype == np.uint16 and get_taxonomy(layers[1]).name == "nuclei"
+
+
+def test_png_with_provenance_sidecar_opens_as_ai_pending(make_napari_viewer, tmp_path):
+    from napari_segflow.core.io import write_png
+    from napari_segflow.core.provenance import AI_PENDING, PROVENANCE_KEY, write_provenance
+    from napari_segflow.layers import get_provenance
+
+    tax = load_preset("land-use")
+    labels = np.zeros((12, 10), np.uint8)
+    labels[2:6, 3:8] = 4
+    prov = np.zeros_like(labels)
+    prov[2:6, 3:8] = AI_PENDING
+    path = tmp_path / "tile.png"
+    write_png(labels, path, taxonomy=tax)
+    write_provenance(path, prov)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari-segflow")
+    np.testing.assert_array_equal(layer.metadata[PROVENANCE_KEY], prov)
+    np.testing.assert_array_equal(get_provenance(layer), prov)
+    assert int((get_provenance(layer) == AI_PENDING).sum()) == 20

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.io import read_png, read_png_taxonomy
+from .core.provenance import PROVENANCE_KEY, read_provenance
 from .layers import labels_layer_kwargs
 
 _CITYSCAPES_SUFFIXES = ("_labelIds.png", "_labelTrainIds.png")
@@ -27,6 +28,11 @@ def get_png_labels_reader(path):
         data = read_png(p)
         kwargs = labels_layer_kwargs(taxonomy) if taxonomy is not None else {}
         kwargs["name"] = Path(p).stem
+        # AI pre-labels (segflow prelabel) carry a provenance sidecar: their pixels open as
+        # AI-pending, so the Click-to-segment dock lists them for explicit confirmation
+        provenance = read_provenance(p)
+        if provenance is not None and provenance.shape == data.shape:
+            kwargs.setdefault("metadata", {})[PROVENANCE_KEY] = provenance
         return [(data, kwargs, "labels")]
 
     return _read
