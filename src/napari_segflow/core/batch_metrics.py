@@ -9,7 +9,6 @@ sums them. Nothing but file paths is shipped to the workers.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import numpy as np
 from napari_segflow.core.calibration import (
     CalibrationReport,
     _nanmean,
-    _ratio,
+    _report_from_counts,
     _scores,
     class_indices,
     disagreement_map,
@@ -238,32 +237,16 @@ def _assemble(results, names, taxonomy, threshold, dilation_ratio, problems) -> 
             pair_cms[b, a] += cm.T
         if r.disagreement is not None:
             disagreement[r.image] = r.disagreement
-    iou = np.vstack([iou_from_confusion(cms[a])[:k] for a in range(n_a)])
-    biou = _ratio(b_inter, b_union) if dilation_ratio is not None else np.full((n_a, k), np.nan)
-    mean = np.array([_nanmean(iou[a]) for a in range(n_a)])
-    pairwise = np.full((n_a, n_a), np.nan)
-    for a in range(n_a):
-        pairwise[a, a] = 1.0
-        for b in range(n_a):
-            if a != b and pair_cms[a, b].sum():
-                pairwise[a, b] = _nanmean(iou_from_confusion(pair_cms[a, b])[:k])
-    flagged = [
-        (names[a], taxonomy.classes[c].name)
-        for a in range(n_a)
-        for c in range(k)
-        if not math.isnan(iou[a, c]) and iou[a, c] < threshold
-    ]
-    return CalibrationReport(
-        threshold=float(threshold),
-        classes=list(taxonomy.names),
-        class_ids=list(taxonomy.ids),
-        annotators=list(names),
-        iou=iou,
-        boundary_iou=biou,
-        mean_iou=mean,
-        per_image_mean_iou=per_image,
-        flagged=flagged,
-        pairwise_mean_iou=pairwise,
+    return _report_from_counts(
+        cms,
+        b_inter,
+        b_union,
+        pair_cms,
+        names=list(names),
+        taxonomy=taxonomy,
+        threshold=threshold,
+        dilation_ratio=dilation_ratio,
+        per_image=per_image,
         disagreement=disagreement,
         images={name: sorted(v) for name, v in images.items()},
         problems=problems,

@@ -362,6 +362,44 @@ def calibrate(
         if progress is not None:
             progress(done + 1, len(images))
 
+    return _report_from_counts(
+        cms,
+        b_inter,
+        b_union,
+        pair_cms,
+        names=names,
+        taxonomy=taxonomy,
+        threshold=threshold,
+        dilation_ratio=dilation_ratio,
+        per_image=per_image,
+        disagreement=disagreement,
+        images={name: sorted(usable[name]) for name in names},
+        problems=problems,
+    )
+
+
+def _report_from_counts(
+    cms,
+    b_inter,
+    b_union,
+    pair_cms,
+    *,
+    names,
+    taxonomy: Taxonomy,
+    threshold: float,
+    dilation_ratio: float | None,
+    per_image,
+    disagreement,
+    images,
+    problems,
+) -> CalibrationReport:
+    """Finish a report from counts summed over the images (serial or on a cluster).
+
+    ``cms[a]`` is annotator ``a``'s confusion matrix against gold, ``b_inter``/``b_union`` its
+    boundary intersections and unions per class, ``pair_cms[a, b]`` the matrix between two
+    annotators.
+    """
+    n_a, k = len(names), len(taxonomy.classes)
     iou = np.vstack([iou_from_confusion(cms[a])[:k] for a in range(n_a)])
     biou = _ratio(b_inter, b_union) if dilation_ratio is not None else np.full((n_a, k), np.nan)
     mean = np.array([_nanmean(iou[a]) for a in range(n_a)])
@@ -381,7 +419,7 @@ def calibrate(
         threshold=float(threshold),
         classes=list(taxonomy.names),
         class_ids=list(taxonomy.ids),
-        annotators=names,
+        annotators=list(names),
         iou=iou,
         boundary_iou=biou,
         mean_iou=mean,
@@ -389,7 +427,7 @@ def calibrate(
         flagged=flagged,
         pairwise_mean_iou=pairwise,
         disagreement=disagreement,
-        images={name: sorted(usable[name]) for name in names},
+        images=images,
         problems=problems,
     )
 
