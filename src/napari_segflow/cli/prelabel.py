@@ -49,10 +49,18 @@ def register(sub: argparse._SubParsersAction) -> None:
             "prompt, changes limited to a band around the coarse boundary). The model's version "
             "is kept only where it agrees with the coarse shape; otherwise the coarse region is "
             "kept and flagged. Outputs per image: <stem>.png, <stem>.png.provenance.npz "
-            "(model pixels AI-pending), <stem>.prelabel.json. Reruns skip finished images."
+            "(model pixels AI-pending), <stem>.prelabel.json. Reruns skip finished images. "
+            "Volumes (NIfTI .nii/.nii.gz, multi-page TIFF) are refined slice by slice along "
+            "--axis with one intensity window per volume and written as <stem>.nii.gz (the "
+            "source affine kept exactly) or <stem>.tif, with a provenance sidecar of the same "
+            "shape; their coarse labels are volumes of the same shape, paired by name."
         ),
     )
-    p.add_argument("images", type=Path, help="folder of 2D images (TIFF, PNG, JPEG)")
+    p.add_argument(
+        "images",
+        type=Path,
+        help="folder of 2D images (TIFF, PNG, JPEG) and/or volumes (NIfTI, multi-page TIFF)",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--coarse", type=Path, help="folder of coarse label images, paired by name")
     src.add_argument("--coco", type=Path, help="COCO JSON with polygons, RLE masks or boxes")
@@ -65,6 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="weights file (default: bundled / cached)")
     p.add_argument(
         "--window", help="intensity window: preset (ct-soft-tissue, percentile...) or LEVEL,WIDTH"
+    )
+    p.add_argument(
+        "--axis",
+        type=int,
+        help="slice axis of volumes, in file array order (default: NIfTI's last axis k, "
+        "the first axis Z of a TIFF stack); one window per volume (auto unless --window)",
     )
     p.add_argument(
         "--min-iou",
@@ -153,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         window=_window(args.window),
         options=options,
         torch_threads=args.threads,
+        axis=args.axis,
     )
     bar = None
     if not args.no_progress:

@@ -8,8 +8,9 @@ for the rest of the run.
 
 Outputs of an image ``<stem>`` in the output folder:
 
-- ``<stem>.png``: class-index labels (written last: its presence means "finished");
-- ``<stem>.png.provenance.npz``: the provenance sidecar (AI-pending pixels);
+- ``<stem>.png``: class-index labels (written last: its presence means "finished"); for a
+  volume ``<stem>.nii.gz`` (NIfTI input, source affine kept) or ``<stem>.tif`` (TIFF stack);
+- ``<stem>.png.provenance.npz``: the provenance sidecar (AI-pending pixels, same shape);
 - ``<stem>.prelabel.json``: what happened to every object (refined, kept and flagged, copied).
 
 Each file is written atomically (temporary name, then rename). A rerun skips an image whose
@@ -40,6 +41,15 @@ from napari_segflow.core.io._atomic import atomic_write_bytes
 from napari_segflow.core.io.labels import label_files, read_labels
 from napari_segflow.core.io.png import read_png, write_png
 from napari_segflow.core.prelabel import RefineOptions, prelabel_image
+from napari_segflow.core.prelabel_volume import (
+    default_axis,
+    prelabel_volume,
+    read_volume,
+    volume_kind,
+    volume_shape,
+    volume_suffix,
+    write_volume,
+)
 from napari_segflow.core.provenance import read_provenance, write_provenance
 from napari_segflow.core.taxonomy import Taxonomy, taxonomy_from_dict
 
@@ -61,8 +71,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Image files a batch job reads (2D).
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+#: Image files a batch job reads (2D; multi-page TIFF and NIfTI are volumes).
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".nii", ".nii.gz")
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,8 @@ class PrelabelJob:
         :class:`RefineOptions` fields.
     torch_threads : int
         Threads torch uses per task; fixed so that results do not depend on the machine.
+    axis : int or None
+        Slice axis of volumes (file array order); None: NIfTI's last axis, a TIFF stack's first.
     """
 
     out_dir: str
@@ -93,6 +105,7 @@ class PrelabelJob:
     window: Any = None
     options: dict = field(default_factory=dict)
     torch_threads: int = 1
+    axis: int | None = None
 
     def model_key(self) -> tuple:
         window = tuple(self.window) if isinstance(self.window, list) else self.window
@@ -185,8 +198,9 @@ def image_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
         raise ValueError(f"{d}: not a folder")
     out: dict[str, Path] = {}
     for p in sorted(d.iterdir()):
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES:
-            stem = p.name[: -len(p.suffix)]
+        suffix = ".nii.gz" if p.name.lower().endswith(".nii.gz") else p.suffix.lower()
+        if p.is_file() and not p.name.startswith(".") and suffix in IMAGE_SUFFIXES:
+            stem = p.name[: -len(suffix)]
             if stem in out:
                 raise ValueError(f"{d}: two images named {stem!r}: {out[stem].name}, {p.name}")
             out[stem] = p
@@ -217,35 +231,49 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return arr
 
 
-def output_paths(out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path, Path]:
-    """``(labels.png, provenance sidecar, object report)`` of image ``stem``.
+def output_paths(
+    out_dir: str | os.PathLike[str], stem: str, suffix: str = ".png"
+) -> tuple[Path, Path, Path]:
+    """``(labels file, provenance sidecar, object report)`` of image ``stem``.
+
+    ``suffix`` is the label file's ending: ``.png`` for 2D images, ``.nii.gz`` or ``.tif``
+    for volumes (:func:`~napari_segflow.core.prelabel_volume.volume_suffix`).
 
     Examples
     --------
     >>> [p.name for p in output_paths("out", "tile_7")]
     ['tile_7.png', 'tile_7.png.provenance.npz', 'tile_7.prelabel.json']
+    >>> output_paths("out", "case_1", ".nii.gz")[1].name
+    'case_1.nii.gz.provenance.npz'
     """
     d = Path(out_dir)
-    labels = d / f"{stem}.png"
+    labels = d / f"{stem}{suffix}"
     return labels, labels.with_name(labels.name + ".provenance.npz"), d / f"{stem}.prelabel.json"
 
 
 def output_valid(
-    out_dir: str | os.PathLike[str], stem: str, shape: tuple[int, ...] | None = None
+    out_dir: str | os.PathLike[str],
+    stem: str,
+    shape: tuple[int, ...] | None = None,
+    suffix: str = ".png",
 ) -> bool:
-    """Whether image ``stem`` has complete, readable outputs (of ``shape`` when given)."""
-    labels_path, prov_path, report_path = output_paths(out_dir, stem)
+    """Whether image ``stem`` has complete, readable outputs (of ``shape`` when given).
+
+    A 2D label image is compared with the image's first two dimensions, a volume with all
+    three; ``suffix`` as for :func:`output_paths`.
+    """
+    labels_path, prov_path, report_path = output_paths(out_dir, stem, suffix)
     if not (labels_path.is_file() and prov_path.is_file() and report_path.is_file()):
         return False
     try:
-        labels = read_png(labels_path)
+        labels = read_png(labels_path) if suffix == ".png" else read_labels(labels_path)
         prov = read_provenance(labels_path)
         report = json.loads(report_path.read_text(encoding="utf-8"))
     except Exception:  # any damage (truncated PNG or npz, bad JSON) means "do it again"
         return False
     if prov is None or prov.shape != labels.shape or report.get("stem") != stem:
         return False
-    return shape is None or tuple(labels.shape) == tuple(shape[:2])
+    return shape is None or tuple(labels.shape) == tuple(shape[: max(labels.ndim, 2)])
 
 
 def make_tasks(
@@ -335,13 +363,52 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
         from napari_segflow.core.prelabel_prompts import entries_to_objects
 
         taxonomy = job.get_taxonomy()
-        image = read_image(task.image)
-        coarse = read_labels(task.coarse) if task.coarse is not None else None
-        if coarse is not None and coarse.shape != image.shape[:2]:
-            raise ValueError(
-                f"coarse labels {coarse.shape} do not match the image {image.shape[:2]}"
+        kind = volume_kind(task.image)
+        affine = None
+        if kind is not None:
+            if task.coarse is None:
+                raise ValueError("volumes are pre-labelled from coarse label volumes (--coarse)")
+            image, affine = read_volume(task.image)
+            coarse = read_labels(task.coarse)
+            if coarse.shape != image.shape:
+                raise ValueError(
+                    f"coarse labels {coarse.shape} do not match the volume {image.shape}"
+                )
+            axis = default_axis(kind, image.ndim) if job.axis is None else job.axis
+            options = RefineOptions(**job.options)
+
+            def run(m):
+                return prelabel_volume(
+                    image,
+                    m,
+                    coarse=coarse,
+                    axis=axis,
+                    taxonomy=taxonomy,
+                    options=options,
+                    window="auto" if job.window is None else job.window,
+                )
+
+        else:
+            image = read_image(task.image)
+            coarse = read_labels(task.coarse) if task.coarse is not None else None
+            if coarse is not None and coarse.shape != image.shape[:2]:
+                raise ValueError(
+                    f"coarse labels {coarse.shape} do not match the image {image.shape[:2]}"
+                )
+            objects = (
+                entries_to_objects(task.prompts, shape=image.shape[:2]) if task.prompts else None
             )
-        objects = entries_to_objects(task.prompts, shape=image.shape[:2]) if task.prompts else None
+
+            def run(m):
+                return prelabel_image(
+                    image,
+                    m,
+                    coarse=coarse,
+                    prompts=objects,
+                    taxonomy=taxonomy,
+                    options=RefineOptions(**job.options),
+                )
+
         lock = None
         if model is None:
             model, lock = _model_for(job)
@@ -352,24 +419,20 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
             lock.acquire()
         try:
             torch.set_num_threads(job.torch_threads)
-            result = prelabel_image(
-                image,
-                model,
-                coarse=coarse,
-                prompts=objects,
-                taxonomy=taxonomy,
-                options=RefineOptions(**job.options),
-            )
+            result = run(model)
         finally:
             torch.set_num_threads(before)
             if lock is not None:
                 lock.release()
-        labels_path, _, report_path = output_paths(job.out_dir, task.stem)
+        labels_path, _, report_path = output_paths(job.out_dir, task.stem, volume_suffix(kind))
         report = {"stem": task.stem, "image": task.image, "model": job.model, **result.to_dict()}
         atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
         # the label file goes last: once it is there, the image is finished
         write_provenance(labels_path, result.provenance)
-        write_png(result.labels, labels_path, taxonomy=taxonomy)
+        if kind is None:
+            write_png(result.labels, labels_path, taxonomy=taxonomy)
+        else:
+            write_volume(result.labels, labels_path, affine=affine, taxonomy=taxonomy)
         return ImageOutcome(
             task.stem,
             "done",
@@ -388,6 +451,8 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
 
 def _image_shape(path: str) -> tuple[int, ...] | None:
     p = Path(path)
+    if volume_kind(p) is not None:
+        return volume_shape(p)
     try:
         if p.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -452,7 +517,8 @@ def run_prelabel(
 
     todo = []
     for t in tasks:
-        if output_valid(job.out_dir, t.stem, _image_shape(t.image)):
+        suffix = volume_suffix(volume_kind(t.image))
+        if output_valid(job.out_dir, t.stem, _image_shape(t.image), suffix):
             report(ImageOutcome(t.stem, "skipped", reason="valid output exists"))
         else:
             todo.append(t)

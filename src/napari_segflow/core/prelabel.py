@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -467,6 +468,7 @@ def prelabel_image(
     options: RefineOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    window: Any = ...,
 ) -> PrelabelResult:
     """Refine coarse regions of one 2D image into pixel-accurate masks.
 
@@ -491,6 +493,9 @@ def prelabel_image(
         ``progress(done, total)`` after each object.
     cancel : callable, optional
         Returning True raises ``InterruptedError``.
+    window : optional
+        Intensity window for the model's embeddings (overrides the model's own; a volume
+        passes one window for all its slices, see :func:`prelabel_volume`).
 
     Returns
     -------
@@ -554,11 +559,24 @@ def prelabel_image(
                 copied.append(obj.class_id)
             results.append(ObjectResult(obj.class_id, box, area, COPIED))
         elif obj.mask is None:
-            results.append(_add_object(img, model, obj, box, labels, original, prov, unl, opts))
+            results.append(
+                _add_object(img, model, obj, box, labels, original, prov, unl, opts, window)
+            )
         else:
             results.append(
                 _refine_object(
-                    img, model, obj, box, area, labels, original, prov, unl, opts, use_points
+                    img,
+                    model,
+                    obj,
+                    box,
+                    area,
+                    labels,
+                    original,
+                    prov,
+                    unl,
+                    opts,
+                    use_points,
+                    window,
                 )
             )
         if progress is not None:
@@ -567,9 +585,17 @@ def prelabel_image(
 
 
 def _predict(
-    model, crop, *, box, mask_input=None, points=None, point_labels=None, multimask=False
+    model,
+    crop,
+    *,
+    box,
+    mask_input=None,
+    points=None,
+    point_labels=None,
+    multimask=False,
+    window=...,
 ):
-    emb = model.embed(crop)
+    emb = model.embed(crop) if window is ... else model.embed(crop, window=window)
     return model.predict(
         emb,
         box=box,
@@ -580,7 +606,9 @@ def _predict(
     )
 
 
-def _refine_object(img, model, obj, box, area, labels, original, prov, unl, opts, use_points):
+def _refine_object(
+    img, model, obj, box, area, labels, original, prov, unl, opts, use_points, window=...
+):
     rs, cs = _window(box, labels.shape, opts)
     coarse = obj.mask[rs, cs]
     r0, c0, r1, c1 = box
@@ -589,7 +617,15 @@ def _refine_object(img, model, obj, box, area, labels, original, prov, unl, opts
     if use_points:
         pts, plab = _points(coarse, lbox)
     logits = coarse_mask_logits(coarse, model, magnitude=opts.mask_logit)
-    res = _predict(model, img[rs, cs], box=lbox, mask_input=logits, points=pts, point_labels=plab)
+    res = _predict(
+        model,
+        img[rs, cs],
+        box=lbox,
+        mask_input=logits,
+        points=pts,
+        point_labels=plab,
+        window=window,
+    )
     width = int(
         np.clip(round(opts.band * math.sqrt(max(area, 1))), opts.min_band_px, opts.max_band_px)
     )
@@ -633,7 +669,7 @@ def _refine_object(img, model, obj, box, area, labels, original, prov, unl, opts
     return ObjectResult(obj.class_id, box, area, REFINED, score, iou, changed)
 
 
-def _add_object(img, model, obj, box, labels, original, prov, unl, opts):
+def _add_object(img, model, obj, box, labels, original, prov, unl, opts, window=...):
     rs, cs = _window(box, labels.shape, opts)
     r0, c0, r1, c1 = box
     lbox = (
@@ -642,7 +678,9 @@ def _add_object(img, model, obj, box, labels, original, prov, unl, opts):
     pts = None
     if obj.points is not None and len(obj.points):
         pts = np.asarray(obj.points, dtype=np.float64) - (rs.start, cs.start)
-    res = _predict(model, img[rs, cs], box=lbox, points=pts, point_labels=obj.point_labels)
+    res = _predict(
+        model, img[rs, cs], box=lbox, points=pts, point_labels=obj.point_labels, window=window
+    )
     score = float(res.score)
     if score < opts.min_score_new:
         why = f"model score {score:.2f} < {opts.min_score_new:.2f} for a prompt without a mask"
