@@ -84,12 +84,11 @@ def write_nifti(
         raise ExportError(f"affine must be 4x4, got shape {aff.shape}")
     import nibabel as nib
 
-    top = int(arr.max(initial=0))
-    dtype = (
-        np.uint8
-        if top <= 255 and int(arr.min(initial=0)) >= 0
-        else (np.uint16 if top <= 65535 else np.int32)
-    )
+    top, bottom = int(arr.max(initial=0)), int(arr.min(initial=0))
+    if bottom >= 0:
+        dtype = np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.int32
+    else:  # signed values keep their sign
+        dtype = np.int16 if bottom >= -32768 and top <= 32767 else np.int32
     img = nib.Nifti1Image(np.asarray(arr, dtype=dtype), aff)
     img.set_qform(aff, code=1)
     img.set_sform(aff, code=1)
