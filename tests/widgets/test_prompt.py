@@ -219,6 +219,9 @@ def test_pending_regions_listed_confirmed_and_rejected(nuclei_setup):
     w.refresh_pending()
     assert w._pending.count() == 2
     assert len(w.regions) == 2 and w.regions[1].area == 48
+    # pending pixels are outlined in their own layer, so they never look like confirmed labels
+    np.testing.assert_array_equal(w.pending_layer.data.astype(bool), nucleus | other)
+    assert w.pending_layer in viewer.layers and w.pending_layer.contour == 1
     w.go_to_pending(1)
     assert w._pending.currentRow() == 1
     np.testing.assert_allclose(_camera(viewer).center[-2:], w.regions[1].centroid)
@@ -226,6 +229,7 @@ def test_pending_regions_listed_confirmed_and_rejected(nuclei_setup):
     w.confirm_pending(1)
     assert (prov[other] == AI_CONFIRMED).all()
     assert w._pending.count() == 1
+    np.testing.assert_array_equal(w.pending_layer.data.astype(bool), nucleus)
     w.reject_pending(0)
     assert not labels.data[nucleus].any()
     assert w._pending.count() == 0

@@ -37,6 +37,7 @@ from napari_segflow.core.plane import Plane
 from napari_segflow.core.prompting import PromptSession
 from napari_segflow.core.provenance import (
     AI_CONFIRMED,
+    AI_PENDING,
     ProvenanceRegion,
     provenance_regions,
     region_labels,
@@ -61,6 +62,7 @@ logger = logging.getLogger(__name__)
 POINTS_NAME = "segflow prompts"
 BOX_NAME = "segflow box"
 PREVIEW_NAME = "segflow proposal"
+PENDING_NAME = "segflow AI pending"
 _POS, _NEG = (0.1, 0.9, 0.2, 1.0), (1.0, 0.2, 0.2, 1.0)
 KEYS = {"accept": "a", "reject": "x", "next_candidate": "c", "toggle_polarity": "n"}
 
@@ -93,6 +95,7 @@ class PromptWidget(QWidget):
         self._plane: Plane | None = None  # the plane the proposal on show belongs to
         self._tracked = None
         self.preview = None
+        self.pending_layer = None  # outlines of AI-made pixels nobody has confirmed yet
         self.regions: list[ProvenanceRegion] = []
 
         names = tuple(available_models())
@@ -306,7 +309,20 @@ class PromptWidget(QWidget):
             )
             self.preview.contour = 2  # an outline, so a proposal never looks like accepted labels
             self._bind_keys(self.preview)
-        for layer in (self.preview, self.box, self.points):
+        if self.pending_layer is None or tuple(self.pending_layer.data.shape) != shape:
+            self._remove_layer(self.pending_layer)
+            self.pending_layer = napari.layers.Labels(
+                np.zeros(shape, dtype=np.uint8),
+                name=PENDING_NAME,
+                opacity=1.0,
+                colormap=DirectLabelColormap(
+                    color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: (1.0, 0.55, 0.0, 1.0)},
+                    background_value=0,
+                ),
+            )
+            self.pending_layer.contour = 1  # pending pixels stand out from confirmed ones
+            self.pending_layer.editable = False
+        for layer in (self.pending_layer, self.preview, self.box, self.points):
             layer.scale = labels.scale
             layer.translate = labels.translate
             if layer not in self.viewer.layers:
@@ -770,6 +786,10 @@ class PromptWidget(QWidget):
         self.regions = []
         if labels is not None and self._tracked is not None:
             self.regions = provenance_regions(self._tracked.provenance)
+            if self.pending_layer is not None and self.pending_layer.data.shape == np.shape(
+                self._tracked.provenance
+            ):
+                self.pending_layer.data = (self._tracked.provenance == AI_PENDING).astype(np.uint8)
         tax = get_taxonomy(labels) if labels is not None else None
         self._pending.clear()
         for i, r in enumerate(self.regions):
