@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_segflow.core.dask_client import dask_client
 from napari_segflow.core.io._atomic import atomic_write_bytes
 from napari_segflow.core.io.labels import label_files, read_labels
 from napari_segflow.core.io.png import read_png, write_png
@@ -539,21 +540,9 @@ def run_prelabel(
 
 
 def _run_distributed(job, todo, report, client, scheduler, workers, processes) -> None:
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = own = None
-    if client is None:
-        if scheduler is not None:
-            client = own = Client(scheduler)
-        else:
-            cluster = LocalCluster(
-                n_workers=int(workers),
-                threads_per_worker=1,
-                processes=processes,
-                dashboard_address=None,
-            )
-            client = own = Client(cluster)
-    try:
+    with dask_client(client, scheduler=scheduler, workers=workers, processes=processes) as client:
         # every worker loads the model now (a bad checkpoint fails here, once, clearly)
         client.run(preload_model, job)
         run_id = uuid.uuid4().hex[:8]
@@ -567,8 +556,3 @@ def _run_distributed(job, todo, report, client, scheduler, workers, processes) -
                 report(fut.result())
             except Exception as exc:  # e.g. KilledWorker: the image crashed workers repeatedly
                 report(ImageOutcome(t.stem, "failed", reason=f"{type(exc).__name__}: {exc}"))
-    finally:
-        if own is not None:
-            own.close()
-        if cluster is not None:
-            cluster.close()

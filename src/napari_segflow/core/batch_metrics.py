@@ -24,6 +24,7 @@ from napari_segflow.core.calibration import (
     class_indices,
     disagreement_map,
 )
+from napari_segflow.core.dask_client import dask_client
 from napari_segflow.core.io.labels import label_files, read_labels
 from napari_segflow.core.metrics import confusion_matrix, iou_from_confusion
 from napari_segflow.core.taxonomy import Taxonomy, taxonomy_from_dict
@@ -136,28 +137,9 @@ def map_images(
     """
     if client is None and scheduler is None and not workers:
         return [fn(*item, **kwargs) for item in items]
-    from distributed import Client, LocalCluster
-
-    cluster = own = None
-    if client is None:
-        if scheduler is not None:
-            client = own = Client(scheduler)
-        else:
-            cluster = LocalCluster(
-                n_workers=int(workers),
-                threads_per_worker=1,
-                processes=processes,
-                dashboard_address=None,
-            )
-            client = own = Client(cluster)
-    try:
+    with dask_client(client, scheduler=scheduler, workers=workers, processes=processes) as client:
         futures = [client.submit(fn, *item, pure=False, **kwargs) for item in items]
         return client.gather(futures)
-    finally:
-        if own is not None:
-            own.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def calibrate_files(
