@@ -47,7 +47,7 @@ def worker(impl: str, case: str, repeat: int) -> dict:
     gt, pred = make_pair(shape, n)
     if impl == "segflow":
         sys.path.insert(0, str(SRC))
-        from napari_segflow.core.metrics import confusion_matrix
+        from napari_segflow.core.quality.metrics import confusion_matrix
 
         def run():
             return confusion_matrix(gt, pred, n_classes=n)

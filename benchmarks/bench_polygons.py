@@ -5,7 +5,7 @@ masks come from ``shared/data`` beside the checkout, or SEGFLOW_SHARED_DATA).
 
 Each object goes through: tracing, simplification to every default budget (10 ... 50 vertices)
 and rasterisation of each of those polygons on the mask's grid. ``vectorised`` is
-``napari_segflow.core.polygons`` (all objects of an image at once); ``naive`` is the obvious
+``napari_segflow.core.quality.polygons`` (all objects of an image at once); ``naive`` is the obvious
 per-object loop over scikit-image: ``find_contours`` on the object's crop, ``approximate_polygon``
 with the tolerance bisected to each budget, ``draw.polygon`` per ring (XOR for holes). The last
 columns give the mean IoU at 20 vertices and how many objects come back exactly from their
@@ -29,7 +29,7 @@ from scipy import ndimage  # noqa: E402
 from skimage import draw, measure  # noqa: E402
 
 from napari_segflow.core.io.nifti import read_nifti  # noqa: E402
-from napari_segflow.core.polygons import DEFAULT_BUDGETS, object_map, trace_objects  # noqa: E402
+from napari_segflow.core.quality.polygons import DEFAULT_BUDGETS, object_map, trace_objects  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SEGFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from napari_segflow.core.batch import (
+from napari_segflow.core.io.png import write_png
+from napari_segflow.core.prelabel.batch import (
     PrelabelJob,
     _model_for,
     image_files,
@@ -40,8 +41,7 @@ from napari_segflow.core.batch import (
     process_image,
     run_prelabel,
 )
-from napari_segflow.core.io.png import write_png
-from napari_segflow.core.prelabel_eval import polygon_mask, simplify_polygon
+from napari_segflow.core.prelabel.evaluate import polygon_mask, simplify_polygon
 from napari_segflow.core.taxonomy import load_preset
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -27,8 +27,8 @@ import numpy as np
 import tifffile
 from scipy import ndimage as ndi
 
-from napari_segflow.core.prelabel import RefineOptions
-from napari_segflow.core.prelabel_eval import evaluate_refinement
+from napari_segflow.core.prelabel.evaluate import evaluate_refinement
+from napari_segflow.core.prelabel.refine import RefineOptions
 from napari_segflow.core.segment import load_model
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -19,14 +19,14 @@ import time
 
 import numpy as np
 
-from napari_segflow.core.rules import (
+from napari_segflow.core.taxonomy import load_preset
+from napari_segflow.core.taxonomy.rules import (
     _shifted,
     class_adjacency,
     conflict_sites,
     contact_sites,
     neighbour_offsets,
 )
-from napari_segflow.core.taxonomy import load_preset
 
 
 def blob_map(shape: tuple[int, ...], n_classes: int, cell: int, seed: int = 0) -> np.ndarray:

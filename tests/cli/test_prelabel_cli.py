@@ -10,12 +10,12 @@ import tifffile
 from scipy import ndimage
 
 from napari_segflow.cli import main
-from napari_segflow.core.batch_metrics import calibrate_files
-from napari_segflow.core.calibration import calibrate
 from napari_segflow.core.io.labels import match_label_files
 from napari_segflow.core.io.png import read_png, write_png
-from napari_segflow.core.prelabel_eval import polygon_mask, simplify_polygon
+from napari_segflow.core.prelabel.evaluate import polygon_mask, simplify_polygon
 from napari_segflow.core.provenance import read_provenance
+from napari_segflow.core.quality.batch_metrics import calibrate_files
+from napari_segflow.core.quality.calibration import calibrate
 from napari_segflow.core.taxonomy import load_preset
 
 

@@ -286,7 +286,7 @@ def test_volume_current_slice_any_axis_order(make_napari_viewer, qtbot, models, 
 
 
 def test_session_refines_with_previous_logits_and_restarts_on_a_new_box(models, nuclei):
-    from napari_segflow.core.prompting import PromptSession
+    from napari_segflow.core.segment.prompting import PromptSession
 
     img, inst = nuclei
     model = models["medsam-lite"]

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from napari_segflow.cli.prelabel import add_cluster_arguments, quiet_dask
-from napari_segflow.core.batch_metrics import calibrate_files
-from napari_segflow.core.calibration import AI_GATE_THRESHOLD, ai_prelabel_gate, calibrate
 from napari_segflow.core.io.labels import match_label_files
+from napari_segflow.core.quality.batch_metrics import calibrate_files
+from napari_segflow.core.quality.calibration import AI_GATE_THRESHOLD, ai_prelabel_gate, calibrate
 from napari_segflow.core.taxonomy import load_taxonomy, save_taxonomy
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segflow.core.io._atomic import atomic_write_bytes
-from napari_segflow.core.polygon_html import report_html
-from napari_segflow.core.polygons import DEFAULT_BUDGETS, polygon_sufficiency
+from napari_segflow.core.atomic import atomic_write_bytes
+from napari_segflow.core.quality.polygon_html import report_html
+from napari_segflow.core.quality.polygons import DEFAULT_BUDGETS, polygon_sufficiency
 from napari_segflow.core.taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)

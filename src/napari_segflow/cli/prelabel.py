@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from napari_segflow.core.prelabel import RefineOptions
+from napari_segflow.core.prelabel.refine import RefineOptions
 
 _DEFAULTS = RefineOptions()
 
@@ -128,8 +128,13 @@ def _window(text: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_segflow.core.batch import PrelabelJob, image_files, make_tasks, run_prelabel
-    from napari_segflow.core.prelabel_prompts import read_coco_prompts, read_prompts_json
+    from napari_segflow.core.prelabel.batch import (
+        PrelabelJob,
+        image_files,
+        make_tasks,
+        run_prelabel,
+    )
+    from napari_segflow.core.prelabel.prompts import read_coco_prompts, read_prompts_json
     from napari_segflow.core.segment import available_models
     from napari_segflow.core.taxonomy import load_taxonomy
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from napari_segflow.cli.prelabel import add_cluster_arguments, quiet_dask
 from napari_segflow.core.io.labels import label_files, match_label_files, read_labels
-from napari_segflow.core.qa import (
+from napari_segflow.core.quality.qa import (
     DEFAULT_RATES,
     class_frequencies,
     qa_batch_report,
@@ -108,7 +108,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _run_report_parallel(args: argparse.Namespace, taxonomy) -> int:
     """Per-image confusion matrices on dask workers (--scheduler/--workers), summed."""
-    from napari_segflow.core.batch_metrics import calibrate_files
+    from napari_segflow.core.quality.batch_metrics import calibrate_files
 
     quiet_dask(getattr(args, "verbose", False))
     scores = calibrate_files(

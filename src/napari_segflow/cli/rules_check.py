@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segflow.core.rules import touching_pairs
 from napari_segflow.core.taxonomy import Taxonomy, load_taxonomy
+from napari_segflow.core.taxonomy.rules import touching_pairs
 
 
 def read_mask(path: Path) -> np.ndarray:

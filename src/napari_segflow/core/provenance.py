@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io._atomic import atomic_write_bytes
+from napari_segflow.core.atomic import atomic_write_bytes
 
 __all__ = [
     "AI_CONFIRMED",

@@ -21,8 +21,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_segflow.core.calibration import CalibrationReport, calibrate
 from napari_segflow.core.io.labels import match_label_files
+from napari_segflow.core.quality.calibration import CalibrationReport, calibrate
 from napari_segflow.core.taxonomy import LabelClass, Taxonomy, list_presets, load_preset
 from napari_segflow.layers import get_taxonomy
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
@@ -323,7 +323,7 @@ class CalibrationWidget(QWidget):
     def _fill_plots(self, report: CalibrationReport) -> None:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
-        from napari_segflow.core.report_html import (
+        from napari_segflow.core.quality.report_html import (
             class_bar_figure,
             heatmap_figure,
             pairwise_figure,

@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_segflow.core.polygons import (
+from napari_segflow.core.quality.polygons import (
     DEFAULT_BUDGETS,
     ObjectResult,
     PolygonReport,

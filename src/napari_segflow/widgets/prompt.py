@@ -34,7 +34,6 @@ from qtpy.QtWidgets import (
 )
 
 from napari_segflow.core.plane import Plane
-from napari_segflow.core.prompting import PromptSession
 from napari_segflow.core.provenance import (
     AI_CONFIRMED,
     AI_PENDING,
@@ -43,6 +42,7 @@ from napari_segflow.core.provenance import (
     region_labels,
 )
 from napari_segflow.core.segment import WINDOW_PRESETS, available_models, load_model
+from napari_segflow.core.segment.prompting import PromptSession
 from napari_segflow.core.segment.volume import volume_window
 from napari_segflow.layers import (
     commit_mask,

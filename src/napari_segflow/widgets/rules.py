@@ -36,8 +36,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_segflow.core.rules import ConflictSite, contact_sites
 from napari_segflow.core.taxonomy import Taxonomy, TaxonomyError
+from napari_segflow.core.taxonomy.rules import ConflictSite, contact_sites
 from napari_segflow.layers import get_taxonomy
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 
@@ -195,7 +195,7 @@ class RulesWidget(QWidget):
 
     @property
     def connectivity(self) -> int:
-        """Which neighbours touch (see :func:`napari_segflow.core.rules.class_adjacency`)."""
+        """Which neighbours touch (see :func:`napari_segflow.core.taxonomy.rules.class_adjacency`)."""
         return int(self._connectivity.value())
 
     def set_layer(self, layer) -> None:
@@ -304,7 +304,7 @@ class RulesWidget(QWidget):
         layer : napari.layers.Labels
             A Labels layer with a taxonomy (see :func:`napari_segflow.layers.apply_taxonomy`).
         region : tuple of slices, boolean mask, or (tuple of slices, mask of that box)
-            The pixels just written (see :func:`napari_segflow.core.rules.conflict_sites`).
+            The pixels just written (see :func:`napari_segflow.core.taxonomy.rules.conflict_sites`).
 
         Returns
         -------

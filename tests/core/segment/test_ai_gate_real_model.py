@@ -3,8 +3,8 @@
 import numpy as np
 import tifffile
 
-from napari_segflow.core.calibration import ai_prelabel_gate, prelabels_from_gold_boxes
 from napari_segflow.core.io.nifti import read_nifti
+from napari_segflow.core.quality.calibration import ai_prelabel_gate, prelabels_from_gold_boxes
 from napari_segflow.core.taxonomy import taxonomy_from_dict
 
 

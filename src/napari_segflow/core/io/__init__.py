@@ -1,6 +1,7 @@
 """Readers and writers for label images. Every writer validates first and writes atomically."""
 
-from ._atomic import atomic_path, atomic_write_bytes
+from napari_segflow.core.atomic import atomic_path, atomic_write_bytes
+
 from .png import TAXONOMY_CHUNK, colorize, png_paths, read_png, read_png_taxonomy, write_png
 from .validate import ExportError, unknown_ids, validate_labels
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_segflow.core.atomic import atomic_write_bytes
 from napari_segflow.core.taxonomy import Taxonomy, TaxonomyError, taxonomy_from_dict
 
-from ._atomic import atomic_write_bytes
 from .validate import ExportError, present_ids, validate_labels
 
 __all__ = ["INFO_KEY", "coco_annotations", "read_coco", "read_coco_taxonomy", "write_coco"]

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_segflow.core.atomic import atomic_path
 from napari_segflow.core.taxonomy import Taxonomy, TaxonomyError, taxonomy_from_dict
 
-from ._atomic import atomic_path
 from .validate import ExportError, check_ids, invalid_ids, validate_labels
 
 __all__ = [

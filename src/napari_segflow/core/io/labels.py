@@ -21,6 +21,7 @@ __all__ = [
     "label_stem",
     "match_label_files",
     "read_labels",
+    "read_labels_like",
 ]
 
 #: File endings :func:`read_labels` understands (longest first so ``.nii.gz`` wins over ``.gz``).
@@ -91,6 +92,24 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     return arr
 
 
+def read_labels_like(
+    path: str | os.PathLike[str], shape: tuple[int, ...], owner: str
+) -> tuple[np.ndarray | None, str | None]:
+    """Read a label file that must have a reference's ``shape``.
+
+    Returns ``(array, None)``, or ``(None, problem)`` with a one-line problem that starts with
+    ``owner`` and the file name (unreadable file, or a shape that differs from the reference).
+    """
+    p = Path(path)
+    try:
+        arr = read_labels(p)
+    except ValueError as exc:
+        return None, f"{owner}: {p.name}: {exc}"
+    if arr.shape != tuple(shape):
+        return None, f"{owner}: {p.name}: shape {arr.shape} differs from reference {tuple(shape)}"
+    return arr, None
+
+
 def label_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
     """``{stem: path}`` for the label files directly inside ``folder`` (sorted by stem).
 
@@ -157,15 +176,9 @@ def match_label_files(
             if path is None:
                 out.problems.append(f"{name}: {stem}: missing (no file named {stem}.*)")
                 continue
-            try:
-                arr = read_labels(path)
-            except ValueError as exc:
-                out.problems.append(f"{name}: {path.name}: {exc}")
-                continue
-            if arr.shape != ref.shape:
-                out.problems.append(
-                    f"{name}: {path.name}: shape {arr.shape} differs from reference {ref.shape}"
-                )
+            arr, problem = read_labels_like(path, ref.shape, name)
+            if problem is not None:
+                out.problems.append(problem)
                 continue
             got[stem] = arr
         for stem in sorted(set(files) - set(ref_files)):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_segflow.core.atomic import atomic_path
 from napari_segflow.core.taxonomy import Taxonomy
 
-from ._atomic import atomic_path
 from .validate import ExportError, validate_labels
 
 __all__ = ["NiftiVolume", "read_nifti", "write_nifti"]

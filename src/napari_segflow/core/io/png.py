@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from napari_segflow.core.atomic import atomic_path
 from napari_segflow.core.taxonomy import Taxonomy, TaxonomyError, taxonomy_from_dict
 
-from ._atomic import atomic_path
 from .validate import ExportError, validate_labels
 
 __all__ = ["TAXONOMY_CHUNK", "colorize", "png_paths", "read_png", "read_png_taxonomy", "write_png"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segflow.core.io._atomic import atomic_path
+from napari_segflow.core.atomic import atomic_path
 from napari_segflow.core.segment.protocol import Embedding
 
 __all__ = ["DEFAULT_MEMORY_BYTES", "EmbeddingCache", "embedding_key"]

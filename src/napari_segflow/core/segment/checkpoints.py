@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from napari_segflow.core.io._atomic import atomic_path
+from napari_segflow.core.atomic import atomic_path
 
 __all__ = [
     "CACHE_ENV",

@@ -243,7 +243,7 @@ def propagate_video(
     """
     import torch
 
-    from napari_segflow.core.segment.volume import PropagationCancelled
+    from napari_segflow.core.segment.propagation import PropagationCancelled
 
     predictor = video_predictor_from(predictor)
     n = stack.shape[0]

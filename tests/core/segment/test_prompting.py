@@ -1,6 +1,6 @@
 import pytest
 
-from napari_segflow.core.prompting import PromptSession
+from napari_segflow.core.segment.prompting import PromptSession
 
 
 def test_only_the_wanted_embedding_is_kept():

@@ -11,13 +11,13 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from napari_segflow.core.calibration import (
+from napari_segflow.core.io.labels import read_labels
+from napari_segflow.core.quality.calibration import (
     ai_prelabel_gate,
     calibrate,
     class_indices,
     prelabels_from_gold_boxes,
 )
-from napari_segflow.core.io.labels import read_labels
 from napari_segflow.core.taxonomy import LabelClass, Taxonomy, load_preset
 
 

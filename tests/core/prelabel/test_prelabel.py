@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_segflow.core.prelabel import (
+from napari_segflow.core.prelabel.evaluate import polygon_mask, simplify_polygon
+from napari_segflow.core.prelabel.refine import (
     ObjectPrompt,
     RefineOptions,
     _full_logits,
@@ -18,7 +19,6 @@ from napari_segflow.core.prelabel import (
     objects_from_labels,
     prelabel_image,
 )
-from napari_segflow.core.prelabel_eval import polygon_mask, simplify_polygon
 from napari_segflow.core.provenance import AI_PENDING, HUMAN
 from napari_segflow.core.taxonomy import load_preset
 

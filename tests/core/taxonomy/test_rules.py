@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_segflow.core.io.nifti import read_nifti
-from napari_segflow.core.rules import (
+from napari_segflow.core.taxonomy import taxonomy_from_dict
+from napari_segflow.core.taxonomy.rules import (
     class_adjacency,
     conflict_sites,
     contact_sites,
@@ -14,7 +15,6 @@ from napari_segflow.core.rules import (
     touching_pairs,
     uncovered_pairs,
 )
-from napari_segflow.core.taxonomy import taxonomy_from_dict
 
 # 0 is unlabelled; rules are written for a/b and b/c, none for a/c, a/d, b/d, c/d
 TAX = taxonomy_from_dict(

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from napari_segflow.core.metrics import boundary_iou, per_class_iou
+from napari_segflow.core.quality.metrics import boundary_iou, per_class_iou
 
 __all__ = [
     "DEFAULT_BUDGETS",
@@ -825,7 +825,7 @@ def polygon_sufficiency(
         A class suffices at budget k when at least this fraction of its objects is reproduced.
     dilation_ratio : float
         Boundary-IoU band width as a fraction of the image diagonal (as in
-        :func:`napari_segflow.core.metrics.boundary_iou`).
+        :func:`napari_segflow.core.quality.metrics.boundary_iou`).
     instance_class : int, optional
         Read the images as instance maps of this one class (see :func:`object_map`).
     progress : callable, optional

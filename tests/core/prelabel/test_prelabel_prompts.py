@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_segflow.core.prelabel import mask_iou
-from napari_segflow.core.prelabel_prompts import (
+from napari_segflow.core.prelabel.prompts import (
     PROMPTS_FORMAT,
     entries_to_objects,
     read_coco_prompts,
     read_prompts_json,
 )
+from napari_segflow.core.prelabel.refine import mask_iou
 from napari_segflow.core.taxonomy import load_preset, taxonomy_from_dict
 
 BUILDINGS = taxonomy_from_dict(

@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 
+from napari_segflow.core.atomic import atomic_write_bytes
 from napari_segflow.core.dask_client import dask_client
-from napari_segflow.core.io._atomic import atomic_write_bytes
 from napari_segflow.core.io.labels import label_files, read_labels
 from napari_segflow.core.io.png import read_png, write_png
-from napari_segflow.core.prelabel import RefineOptions, prelabel_image
-from napari_segflow.core.prelabel_volume import (
+from napari_segflow.core.prelabel.refine import RefineOptions, prelabel_image
+from napari_segflow.core.prelabel.volume import (
     default_axis,
     prelabel_volume,
     read_volume,
@@ -129,7 +129,7 @@ class ImageTask:
     coarse : str or None
         Path of a coarse label image, or None.
     prompts : tuple of dict
-        Prompt entries (see :mod:`napari_segflow.core.prelabel_prompts`).
+        Prompt entries (see :mod:`napari_segflow.core.prelabel.prompts`).
     """
 
     stem: str
@@ -238,7 +238,7 @@ def output_paths(
     """``(labels file, provenance sidecar, object report)`` of image ``stem``.
 
     ``suffix`` is the label file's ending: ``.png`` for 2D images, ``.nii.gz`` or ``.tif``
-    for volumes (:func:`~napari_segflow.core.prelabel_volume.volume_suffix`).
+    for volumes (:func:`~napari_segflow.core.prelabel.volume.volume_suffix`).
 
     Examples
     --------
@@ -361,7 +361,7 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
     except (ImportError, ValueError):
         where = "local"
     try:
-        from napari_segflow.core.prelabel_prompts import entries_to_objects
+        from napari_segflow.core.prelabel.prompts import entries_to_objects
 
         taxonomy = job.get_taxonomy()
         kind = volume_kind(task.image)

@@ -8,20 +8,15 @@ and warns when the overall mean IoU looks healthy while a class is below the thr
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from napari_segflow.core.calibration import CalibrationReport, calibrate
-from napari_segflow.core.io._atomic import atomic_write_bytes
+from napari_segflow.core.quality.calibration import CalibrationReport, calibrate
+from napari_segflow.core.quality.report_files import ReportFiles, csv_float
 from napari_segflow.core.taxonomy import LabelClass, Taxonomy
 
 __all__ = [
@@ -69,7 +64,7 @@ class SampledImage:
 
 
 @dataclass
-class QASample:
+class QASample(ReportFiles):
     """Result of :func:`stratified_sample`.
 
     Attributes
@@ -95,6 +90,9 @@ class QASample:
     frequency: str
     n_images: int
 
+    file_stem: ClassVar[str] = "qa_sample"
+    file_kinds: ClassVar[tuple[str, ...]] = ("json", "csv")
+
     @property
     def names(self) -> list[str]:
         return [im.name for im in self.images]
@@ -113,22 +111,10 @@ class QASample:
             ],
         }
 
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            atomic_write_bytes(path, text.encode())
-        return text
-
-    def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["image", "reasons", "classes"])
-        for im in self.images:
-            w.writerow([im.name, "; ".join(im.reasons), ";".join(im.classes)])
-        text = buf.getvalue()
-        if path is not None:
-            atomic_write_bytes(path, text.encode())
-        return text
+    def csv_table(self) -> tuple[list[str], list[list[Any]]]:
+        """One row per sampled image: its name, why it was drawn, the classes it holds."""
+        rows = [[im.name, "; ".join(im.reasons), ";".join(im.classes)] for im in self.images]
+        return ["image", "reasons", "classes"], rows
 
 
 def stratified_sample(
@@ -257,7 +243,7 @@ def stratified_sample(
 
 # ---------------------------------------------------------------------------- batch report
 @dataclass
-class QABatchReport:
+class QABatchReport(ReportFiles):
     """Result of :func:`qa_batch_report`.
 
     Attributes
@@ -292,6 +278,8 @@ class QABatchReport:
     images: list[str]
     problems: list[str] = field(default_factory=list)
 
+    file_stem: ClassVar[str] = "qa_report"
+
     def to_dict(self) -> dict[str, Any]:
         def num(v: float) -> float | None:
             return None if math.isnan(v) else round(float(v), 6)
@@ -310,52 +298,25 @@ class QABatchReport:
             "problems": self.problems,
         }
 
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            atomic_write_bytes(path, text.encode())
-        return text
+    def csv_table(self) -> tuple[list[str], list[list[Any]]]:
+        """One row per class: IoU, boundary IoU, below-threshold flag."""
+        header = ["class", "iou", "boundary_iou", "below_threshold"]
+        rows = [
+            [
+                c,
+                csv_float(self.per_class_iou[c]),
+                csv_float(self.per_class_boundary_iou[c]),
+                int(c in self.below_threshold),
+            ]
+            for c in self.classes
+        ]
+        return header, rows
 
-    def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["class", "iou", "boundary_iou", "below_threshold"])
-        for c in self.classes:
-            iou, b = self.per_class_iou[c], self.per_class_boundary_iou[c]
-            w.writerow(
-                [
-                    c,
-                    "" if math.isnan(iou) else f"{iou:.6f}",
-                    "" if math.isnan(b) else f"{b:.6f}",
-                    int(c in self.below_threshold),
-                ]
-            )
-        text = buf.getvalue()
-        if path is not None:
-            atomic_write_bytes(path, text.encode())
-        return text
+    def html_page(self) -> str:
+        """A self-contained HTML page with the per-class table and bar chart."""
+        from napari_segflow.core.quality.report_html import qa_html
 
-    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
-        from napari_segflow.core.report_html import qa_html
-
-        text = qa_html(self)
-        if path is not None:
-            atomic_write_bytes(path, text.encode())
-        return text
-
-    def save(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write ``qa_report.json``, ``qa_report.csv`` and ``qa_report.html`` into ``out_dir``."""
-        d = Path(out_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "json": d / "qa_report.json",
-            "csv": d / "qa_report.csv",
-            "html": d / "qa_report.html",
-        }
-        self.to_json(paths["json"])
-        self.to_csv(paths["csv"])
-        self.to_html(paths["html"])
-        return paths
+        return qa_html(self)
 
 
 def _taxonomy_from_values(arrays: list[np.ndarray]) -> Taxonomy:
@@ -389,7 +350,7 @@ def qa_batch_report(
         Boundary IoU band (fraction of the diagonal); ``None`` skips boundary IoU.
     report : CalibrationReport, optional
         Scores already computed for the batch as annotator ``"batch"`` (e.g. in parallel by
-        :func:`napari_segflow.core.batch_metrics.calibrate_files`); ``gold``/``annotated``
+        :func:`napari_segflow.core.quality.batch_metrics.calibrate_files`); ``gold``/``annotated``
         are then not read.
     """
     if report is not None:

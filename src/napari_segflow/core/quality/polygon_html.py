@@ -6,7 +6,7 @@ import base64
 import html
 import io
 
-from napari_segflow.core.polygons import PolygonReport
+from napari_segflow.core.quality.polygons import PolygonReport
 
 __all__ = ["plot_png", "report_html"]
 

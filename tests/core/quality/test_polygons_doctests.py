@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import doctest
 
-from napari_segflow.core import polygons
+from napari_segflow.core.quality import polygons
 
 
 def test_docstring_examples():

@@ -1,7 +1,7 @@
 """Calibration and QA over a whole dataset in parallel: per-image counts on workers, summed.
 
-:func:`calibrate_files` gives the same :class:`~napari_segflow.core.calibration.CalibrationReport`
-as :func:`~napari_segflow.core.calibration.calibrate` on the same files, but each worker reads
+:func:`calibrate_files` gives the same :class:`~napari_segflow.core.quality.calibration.CalibrationReport`
+as :func:`~napari_segflow.core.quality.calibration.calibrate` on the same files, but each worker reads
 its image's label files itself (from shared storage) and sends back only small count arrays
 (confusion matrices, boundary intersections/unions) and the image's disagreement map; the client
 sums them. Nothing but file paths is shipped to the workers.
@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segflow.core.calibration import (
+from napari_segflow.core.dask_client import dask_client
+from napari_segflow.core.io.labels import label_files, read_labels, read_labels_like
+from napari_segflow.core.quality.calibration import (
     CalibrationReport,
     _nanmean,
     _report_from_counts,
@@ -24,9 +26,7 @@ from napari_segflow.core.calibration import (
     class_indices,
     disagreement_map,
 )
-from napari_segflow.core.dask_client import dask_client
-from napari_segflow.core.io.labels import label_files, read_labels
-from napari_segflow.core.metrics import confusion_matrix, iou_from_confusion
+from napari_segflow.core.quality.metrics import confusion_matrix, iou_from_confusion
 from napari_segflow.core.taxonomy import Taxonomy, taxonomy_from_dict
 
 __all__ = ["ImageCounts", "calibrate_files", "image_counts", "map_images"]
@@ -90,15 +90,9 @@ def image_counts(
     g = class_indices(gold, tax, gold=True)
     usable: dict[int, np.ndarray] = {}
     for a, (name, path) in sorted(annotation_paths.items()):
-        try:
-            arr = read_labels(path)
-        except ValueError as exc:
-            out.problems.append(f"{name}: {Path(path).name}: {exc}")
-            continue
-        if arr.shape != gold.shape:
-            out.problems.append(
-                f"{name}: {Path(path).name}: shape {arr.shape} differs from reference {gold.shape}"
-            )
+        arr, problem = read_labels_like(path, gold.shape, name)
+        if problem is not None:
+            out.problems.append(problem)
             continue
         usable[a] = class_indices(arr, tax)
     out.present = sorted(usable)
@@ -154,7 +148,7 @@ def calibrate_files(
     processes: bool = True,
     client=None,
 ) -> CalibrationReport:
-    """:func:`~napari_segflow.core.calibration.calibrate` over folders, one task per image.
+    """:func:`~napari_segflow.core.quality.calibration.calibrate` over folders, one task per image.
 
     Files are paired by name without extension as in ``segflow calibrate``. Missing,
     unreadable, extra and shape-mismatched files are listed in ``report.problems``.

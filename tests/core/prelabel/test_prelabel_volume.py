@@ -11,7 +11,8 @@ import tifffile
 from scipy import ndimage as ndi
 
 from napari_segflow.cli import main
-from napari_segflow.core.batch import (
+from napari_segflow.core.io.nifti import read_nifti, write_nifti
+from napari_segflow.core.prelabel.batch import (
     PrelabelJob,
     image_files,
     make_tasks,
@@ -19,10 +20,9 @@ from napari_segflow.core.batch import (
     output_valid,
     run_prelabel,
 )
-from napari_segflow.core.io.nifti import read_nifti, write_nifti
-from napari_segflow.core.prelabel import RefineOptions
-from napari_segflow.core.prelabel_eval import polygon_mask, simplify_polygon
-from napari_segflow.core.prelabel_volume import prelabel_volume, volume_kind
+from napari_segflow.core.prelabel.evaluate import polygon_mask, simplify_polygon
+from napari_segflow.core.prelabel.refine import RefineOptions
+from napari_segflow.core.prelabel.volume import prelabel_volume, volume_kind
 from napari_segflow.core.provenance import AI_PENDING, HUMAN, read_provenance
 from napari_segflow.core.segment import load_model
 from napari_segflow.core.segment.volume import volume_window

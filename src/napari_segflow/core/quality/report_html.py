@@ -1,5 +1,8 @@
 """Figures and self-contained HTML pages for calibration and QA reports.
 
+This module only renders: it reads the attributes of the report handed to it and imports no
+report module, so reports can call it without an import circle.
+
 Figures are plain ``matplotlib.figure.Figure`` objects (no pyplot state), so the same code
 serves the HTML report (embedded as base64 PNG) and the napari dock widget (a Qt canvas).
 """
@@ -11,13 +14,9 @@ import html
 import io
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover
-    from napari_segflow.core.calibration import CalibrationReport
-    from napari_segflow.core.qa import QABatchReport
 
 __all__ = [
     "calibration_html",
@@ -187,8 +186,12 @@ def _table(rows: Sequence[str], cols: Sequence[str], values: Any, threshold: flo
     return "".join(out)
 
 
-def calibration_html(report: CalibrationReport) -> str:
-    """The calibration report as one HTML page with embedded figures."""
+def calibration_html(report: Any) -> str:
+    """The calibration report as one HTML page with embedded figures.
+
+    ``report`` is a :class:`~napari_segflow.core.quality.calibration.CalibrationReport` or any
+    object with its attributes.
+    """
     t = report.threshold
     body = [
         "<h1>Annotator calibration</h1>",
@@ -242,8 +245,12 @@ def calibration_html(report: CalibrationReport) -> str:
     return _page("Annotator calibration", body)
 
 
-def qa_html(report: QABatchReport) -> str:
-    """The QA batch report as one HTML page with an embedded per-class bar chart."""
+def qa_html(report: Any) -> str:
+    """The QA batch report as one HTML page with an embedded per-class bar chart.
+
+    ``report`` is a :class:`~napari_segflow.core.quality.qa.QABatchReport` or any object with
+    its attributes.
+    """
     t = report.threshold
     body = [
         "<h1>QA batch report</h1>",

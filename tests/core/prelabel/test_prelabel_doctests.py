@@ -6,10 +6,10 @@ import doctest
 
 import pytest
 
-from napari_segflow.core import batch, prelabel, prelabel_prompts
+from napari_segflow.core.prelabel import batch, prompts, refine
 
 
-@pytest.mark.parametrize("module", [prelabel, prelabel_prompts, batch])
+@pytest.mark.parametrize("module", [refine, prompts, batch])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0

@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from napari_segflow.core import metrics
-from napari_segflow.core.metrics import (
+from napari_segflow.core.quality import metrics
+from napari_segflow.core.quality.metrics import (
     boundary_iou,
     confusion_matrix,
     dataset_scores,

@@ -1,7 +1,7 @@
 """Pre-labelling of volumes (NIfTI, multi-page TIFF), slice by slice with one intensity window.
 
 A volume is cut into 2D slices along one axis; each slice with coarse labels goes through
-:func:`napari_segflow.core.prelabel.prelabel_image` with the same safety fences as a 2D image.
+:func:`napari_segflow.core.prelabel.refine.prelabel_image` with the same safety fences as a 2D image.
 All slices share ONE intensity window, computed from the whole volume
 (:func:`napari_segflow.core.segment.volume.volume_window`), so that a tissue maps to the same
 grey in every slice. The slices are stacked back in the same order, so the output has the
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_segflow.core.io._atomic import atomic_path
-from napari_segflow.core.prelabel import PrelabelResult, RefineOptions, prelabel_image
+from napari_segflow.core.atomic import atomic_path
+from napari_segflow.core.prelabel.refine import PrelabelResult, RefineOptions, prelabel_image
 from napari_segflow.core.provenance import AI_PENDING, new_provenance
 from napari_segflow.core.taxonomy import Taxonomy
 
@@ -201,7 +201,7 @@ def prelabel_volume(
     axis : int
         Slice axis (negative counts from the end).
     taxonomy, options
-        As for :func:`~napari_segflow.core.prelabel.prelabel_image`.
+        As for :func:`~napari_segflow.core.prelabel.refine.prelabel_image`.
     window : optional
         Resolved ONCE for the whole volume with
         :func:`~napari_segflow.core.segment.volume.volume_window` (``"auto"``: CT soft tissue

@@ -12,8 +12,8 @@ import pytest
 import tifffile
 from scipy import ndimage as ndi
 
-from napari_segflow.core.prelabel import RefineOptions
-from napari_segflow.core.prelabel_eval import evaluate_refinement, simplify_polygon
+from napari_segflow.core.prelabel.evaluate import evaluate_refinement, simplify_polygon
+from napari_segflow.core.prelabel.refine import RefineOptions
 
 NAIVE = RefineOptions(
     band=100, max_band_px=10_000, min_iou=0.0, confidence=0.0, min_width=1, edge_check=False

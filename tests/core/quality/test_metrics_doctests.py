@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-from napari_segflow.core import calibration, metrics, qa
 from napari_segflow.core.io import labels
+from napari_segflow.core.quality import calibration, metrics, qa
 
 
 @pytest.mark.parametrize("module", [metrics, calibration, qa, labels])

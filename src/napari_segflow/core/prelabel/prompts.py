@@ -1,7 +1,7 @@
 """Prompt sources for batch pre-labelling: COCO files and a JSON of boxes/points per class.
 
 Both are turned into plain, JSON-ready *prompt entries* per image (small enough to ship to a
-worker with the task) and become :class:`~napari_segflow.core.prelabel.ObjectPrompt` objects on
+worker with the task) and become :class:`~napari_segflow.core.prelabel.refine.ObjectPrompt` objects on
 the worker with :func:`entries_to_objects`.
 
 Prompt entries
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_segflow.core.prelabel import ObjectPrompt
+from napari_segflow.core.prelabel.refine import ObjectPrompt
 from napari_segflow.core.taxonomy import Taxonomy
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Each true object is simplified to a polygon of about ``n_vertices`` vertices (the kind of
 annotation old tools produce), the polygons are rasterised into a coarse label image,
-:func:`~napari_segflow.core.prelabel.prelabel_image` refines it, and both are scored per object
+:func:`~napari_segflow.core.prelabel.refine.prelabel_image` refines it, and both are scored per object
 against the true mask. ``scikit-image`` (a napari dependency) is imported lazily.
 """
 
@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_segflow.core.prelabel import PrelabelResult, RefineOptions, mask_iou, prelabel_image
+from napari_segflow.core.prelabel.refine import (
+    PrelabelResult,
+    RefineOptions,
+    mask_iou,
+    prelabel_image,
+)
 
 __all__ = ["RefinementScore", "evaluate_refinement", "polygon_mask", "simplify_polygon"]
 

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from napari_segflow.core.qa import class_frequencies, qa_batch_report, stratified_sample
+from napari_segflow.core.quality.qa import class_frequencies, qa_batch_report, stratified_sample
 from napari_segflow.core.taxonomy import load_preset
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_segflow.core.batch import (
+from napari_segflow.core.io.png import read_png, write_png
+from napari_segflow.core.prelabel.batch import (
     ImageTask,
     PrelabelJob,
     image_files,
@@ -20,8 +21,7 @@ from napari_segflow.core.batch import (
     output_valid,
     run_prelabel,
 )
-from napari_segflow.core.io.png import read_png, write_png
-from napari_segflow.core.prelabel_eval import polygon_mask, simplify_polygon
+from napari_segflow.core.prelabel.evaluate import polygon_mask, simplify_polygon
 from napari_segflow.core.provenance import read_provenance
 from napari_segflow.core.taxonomy import load_preset
 

@@ -424,7 +424,7 @@ def load_taxonomy(path: str | os.PathLike[str]) -> Taxonomy:
 
 def save_taxonomy(taxonomy: Taxonomy, path: str | os.PathLike[str]) -> Path:
     """Write ``taxonomy`` as YAML (or JSON for a ``.json`` path), atomically."""
-    from .io._atomic import atomic_write_bytes
+    from napari_segflow.core.atomic import atomic_write_bytes
 
     p = Path(path)
     data = taxonomy.to_dict()
@@ -438,7 +438,7 @@ def save_taxonomy(taxonomy: Taxonomy, path: str | os.PathLike[str]) -> Path:
 
 # ---------------------------------------------------------------------- presets
 def _preset_dir():
-    return resources.files("napari_segflow.core").joinpath("presets")
+    return resources.files("napari_segflow.core.taxonomy").joinpath("presets")
 
 
 def list_presets() -> list[str]:

@@ -7,7 +7,7 @@ import tifffile
 from skimage.measure import points_in_poly
 
 from napari_segflow.core.io.nifti import read_nifti
-from napari_segflow.core.polygons import (
+from napari_segflow.core.quality.polygons import (
     DEFAULT_BUDGETS,
     object_map,
     polygon_sufficiency,
