@@ -41,7 +41,7 @@ def test_available_and_capabilities(model):
     assert available_models()[0] == "medsam-lite"
     assert isinstance(model, PromptableModel)
     assert model.supports_boxes is True
-    assert model.supports_points is False
+    assert model.supports_points is True  # clicks alone give a mask (see clicks.py)
 
 
 def test_box_prompt_segments_a_bright_disk(model, disk_case):
@@ -148,9 +148,11 @@ def test_clicks_with_earlier_logits_and_without_box(model, disk_case):
     assert carved.mask.shape == img.shape
     assert carved.mask.sum() < first.mask.sum()
     assert not carved.mask[centre[0], centre[1]]
-    # clicks alone give the model nothing it was trained on: a clear error
-    with pytest.raises(ValueError, match="trained on boxes"):
-        model.predict(emb, points=[centre], point_labels=[1])
+    # a click alone finds the disk; a negative click alone has nothing to remove: an error
+    alone = model.predict(emb, points=[centre], point_labels=[1])
+    assert _iou(alone.mask, disk) > 0.8
+    with pytest.raises(ValueError, match="first click on an object must be positive"):
+        model.predict(emb, points=[centre], point_labels=[0])
     with pytest.raises(ValueError, match="mask_input is empty"):
         model.predict(
             emb, points=[centre], point_labels=[0], mask_input=np.full((1, 256, 256), -5.0)

@@ -61,6 +61,7 @@ def load_model(
     cache: EmbeddingCache | None = None,
     device: str | None = None,
     pretrained: bool = True,
+    refine: bool | None = None,
 ) -> PromptableModel:
     """Build a promptable model by name.
 
@@ -85,9 +86,18 @@ def load_model(
         Torch device; default CUDA when available, else CPU.
     pretrained : bool
         False builds SAM 2 with random weights (tests, plumbing checks); no file is needed.
+    refine : bool, optional
+        Fit every mask to the image's colours and edges
+        (:func:`~napari_segflow.core.segment.refine.refine_mask`). None: on for medsam-lite, off
+        for SAM 2. The model's ``refine`` attribute can be changed later.
     """
     opts = dict(
-        window=window, cache=cache, cache_dir=cache_dir, cache_bytes=cache_bytes, device=device
+        window=window,
+        cache=cache,
+        cache_dir=cache_dir,
+        cache_bytes=cache_bytes,
+        device=device,
+        refine=refine,
     )
     if name == "medsam-lite":
         from napari_segflow.core.segment.medsam_lite import MedSAMLite
