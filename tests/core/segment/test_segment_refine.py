@@ -15,7 +15,7 @@ from napari_segflow.core.segment.clicks import apply_clicks, box_for_click, edit
 from napari_segflow.core.segment.prompting import PromptSession
 from napari_segflow.core.segment.refine import RefineOptions, choose, refine_mask
 
-PETS = 8  # the first pets of the manifest (both species); seconds per image on one core
+PETS = 6  # the first pets of the manifest (both species); seconds per image on one core
 
 
 def _iou(pred, gt, valid=None):
@@ -71,6 +71,7 @@ def test_refine_stays_inside_the_box_and_honours_clicks():
         box=(30, 20, 50, 59),
         points=[[70, 40]],
         point_labels=[1],
+        options=RefineOptions(min_area=0),
     )
     assert grown[40, 70] and grown[30:50, 60:74].mean() > 0.9
 
@@ -143,7 +144,8 @@ def test_pets_box_refined_beats_the_model_alone(medsam, pets, pet_embeddings):
             refined.append(_iou(medsam.predict(emb, box=box).mask, gt, valid))
     finally:
         medsam.refine = True
-    # measured on these 8: model alone 0.00, refined 0.00
+    print(f"pets box: model alone {np.mean(alone):.3f}, refined {np.mean(refined):.3f}")
+    # measured on these 6: model alone 0.00, refined 0.00
     assert np.mean(refined) >= 0.80, (np.mean(alone), np.mean(refined))
     assert np.mean(refined) > np.mean(alone) + 0.005, (np.mean(alone), np.mean(refined))
 
@@ -164,7 +166,8 @@ def test_pets_clicks_without_a_box(medsam, pets, pet_embeddings):
                 assert pred.any()  # a first click with no box gives a mask
                 first.append(_iou(pred, gt, valid))
         fifth.append(_iou(pred, gt, valid))
-    # measured on these 8: one click 0.00, five clicks 0.00
+    print(f"pets clicks: one {np.mean(first):.3f}, five {np.mean(fifth):.3f}")
+    # measured on these 6: one click 0.00, five clicks 0.00
     assert np.mean(first) >= 0.50, first
     assert np.mean(fifth) >= 0.70, fifth
     assert np.mean(fifth) > np.mean(first)

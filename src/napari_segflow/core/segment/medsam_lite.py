@@ -11,7 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from napari_segflow.core.segment._base import CachedModel, image_of, make_result
-from napari_segflow.core.segment.clicks import apply_clicks, box_for_click, finish_mask
+from napari_segflow.core.segment.clicks import (
+    apply_clicks,
+    box_for_click,
+    finish_mask,
+    merge_regrown,
+    regrow_box,
+)
 from napari_segflow.core.segment.coords import ModelPrompts
 from napari_segflow.core.segment.protocol import Embedding, SegmentationResult
 
@@ -90,7 +96,10 @@ class MedSAMLite(CachedModel):
                 (h, w),
             )
         full, low, iou = self._box_logits(emb, box, multimask)
-        masks = np.stack([self._finish(emb, f, prompts, box) for f in full])
+        full, box = zip(*(self._regrow(emb, f, prompts, box) for f in full), strict=True)
+        masks = np.stack(
+            [self._finish(emb, f, prompts, b) for f, b in zip(full, box, strict=True)]
+        )
         return make_result(masks, iou, low)
 
     def _box_logits(self, emb: Embedding, box, multimask: bool):
@@ -124,6 +133,17 @@ class MedSAMLite(CachedModel):
             iou[0].float().cpu().numpy(),
         )
 
+    def _regrow(self, emb: Embedding, full: np.ndarray, prompts: ModelPrompts, box):
+        """Positive clicks beyond the answer: ask the model again with a box that holds them."""
+        if prompts.points is None:
+            return full, box
+        pos = prompts.points[prompts.labels == 1]
+        grown = regrow_box(full > 0, pos, box)
+        if grown is None:
+            return full, box
+        again = self._box_logits(emb, grown, False)[0][0]
+        return merge_regrown(full, again, pos), grown
+
     def _finish(self, emb: Embedding, full: np.ndarray, prompts: ModelPrompts, box) -> np.ndarray:
         """Model logits to the final mask: clicks, then the image-evidence refinement."""
         return finish_mask(
@@ -148,6 +168,7 @@ def _edit_earlier(
     if xs.size == 0:
         raise ValueError("mask_input is empty and there is no positive click to place a box")
     box = (xs.min(), ys.min(), xs.max(), ys.max())
+    full, box = model._regrow(emb, full, prompts, box)
     edited = model._finish(emb, full, prompts, box)
     # no decoder run, so the quality estimate is the mean confidence inside the mask
     prob = 1.0 / (1.0 + np.exp(-np.clip(full[edited], -32, 32)))
