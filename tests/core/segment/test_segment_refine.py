@@ -144,10 +144,9 @@ def test_pets_box_refined_beats_the_model_alone(medsam, pets, pet_embeddings):
             refined.append(_iou(medsam.predict(emb, box=box).mask, gt, valid))
     finally:
         medsam.refine = True
-    print(f"pets box: model alone {np.mean(alone):.3f}, refined {np.mean(refined):.3f}")
-    # measured on these 6: model alone 0.00, refined 0.00
-    assert np.mean(refined) >= 0.80, (np.mean(alone), np.mean(refined))
-    assert np.mean(refined) > np.mean(alone) + 0.005, (np.mean(alone), np.mean(refined))
+    # measured on these 6: model alone 0.839, refined 0.877
+    assert np.mean(refined) >= 0.84, (np.mean(alone), np.mean(refined))
+    assert np.mean(refined) > np.mean(alone) + 0.02, (np.mean(alone), np.mean(refined))
 
 
 def test_pets_clicks_without_a_box(medsam, pets, pet_embeddings):
@@ -166,10 +165,9 @@ def test_pets_clicks_without_a_box(medsam, pets, pet_embeddings):
                 assert pred.any()  # a first click with no box gives a mask
                 first.append(_iou(pred, gt, valid))
         fifth.append(_iou(pred, gt, valid))
-    print(f"pets clicks: one {np.mean(first):.3f}, five {np.mean(fifth):.3f}")
-    # measured on these 6: one click 0.00, five clicks 0.00
-    assert np.mean(first) >= 0.50, first
-    assert np.mean(fifth) >= 0.70, fifth
+    # measured on these 6: one click 0.610, five clicks 0.843
+    assert np.mean(first) >= 0.55, first
+    assert np.mean(fifth) >= 0.78, fifth
     assert np.mean(fifth) > np.mean(first)
 
 

@@ -49,8 +49,9 @@ class RefineOptions:
     click_radius : float
         Radius of the hard disk around each click, fraction of the crop's longest side.
     min_area : int
-        Priors smaller than this many pixels are returned as they are: on small objects (nuclei)
-        colour models have too few pixels and the cut lost to the model (measured).
+        Priors smaller than this many pixels are returned as they are when there are no clicks:
+        on small objects (nuclei) the box-only cut lost to the model, while with clicks as hard
+        constraints it won (measured).
     """
 
     band: float = 0.2
@@ -191,7 +192,7 @@ def refine_mask(
         else np.asarray(point_labels, int).reshape(-1)
     )
     pos = pts[labs == 1]
-    if np.count_nonzero(fg) < opts.min_area:
+    if np.count_nonzero(fg) < opts.min_area and not len(pts):
         return fg.copy()
     rs, cs = _roi((h, w), box, fg, pos, opts.margin) or (slice(0, 0), slice(0, 0))
     if rs.stop - rs.start < 4 or cs.stop - cs.start < 4:
