@@ -146,7 +146,11 @@ def test_clicks_with_earlier_logits_and_without_box(model, disk_case):
     centre = [int(r.mean()), int(c.mean())]
     carved = model.predict(emb, points=[centre], point_labels=[0], mask_input=first.logits)
     assert carved.mask.shape == img.shape
-    assert carved.mask.sum() < first.mask.sum()
+    # (the refinement may also move the outline by a pixel elsewhere: compare around the click)
+    rr, cc = np.mgrid[: img.shape[0], : img.shape[1]]
+    near = (rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= 8**2
+    assert carved.mask[near].sum() < first.mask[near].sum()
+    assert carved.mask.sum() > 0.5 * first.mask.sum()  # not the whole object
     assert not carved.mask[centre[0], centre[1]]
     # a click alone finds the disk; a negative click alone has nothing to remove: an error
     alone = model.predict(emb, points=[centre], point_labels=[1])
