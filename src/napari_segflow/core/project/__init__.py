@@ -19,6 +19,7 @@ from napari_segflow.core.project.project import (
     create_project,
     is_project,
     open_project,
+    read_image_file,
 )
 from napari_segflow.core.project.report import ProjectReport, project_report
 from napari_segflow.core.project.store import (
@@ -59,4 +60,5 @@ __all__ = [
     "is_project",
     "open_project",
     "project_report",
+    "read_image_file",
 ]

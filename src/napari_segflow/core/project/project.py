@@ -92,6 +92,7 @@ __all__ = [
     "create_project",
     "is_project",
     "open_project",
+    "read_image_file",
 ]
 
 PROJECT_FILE = "project.json"
@@ -193,6 +194,17 @@ def ai_stats(
     accepted = ai & same & (prov == AI_CONFIRMED)
     corrected = ai & (~same | (prov == HUMAN))
     return int(ai.sum()), int(accepted.sum()), int(corrected.sum())
+
+
+def read_image_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(pixels, affine)`` of a project image: a volume (NIfTI affine or None) or a 2D image.
+
+    It reads the file only (no database), so it may run in a worker thread, e.g. to embed the
+    next image in the background.
+    """
+    if volume_kind(path) is not None:
+        return read_volume(path)
+    return read_image(path), None
 
 
 def is_project(path: str | os.PathLike[str]) -> bool:
@@ -590,9 +602,7 @@ class Project:
 
     # ------------------------------------------------------------------ work
     def _read_image(self, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-        if volume_kind(path) is not None:
-            return read_volume(path)
-        return read_image(path), None
+        return read_image_file(path)
 
     def _read_labels(self, path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         labels = read_labels(path)
