@@ -546,6 +546,22 @@ class Project:
         self, *, annotator: str, mode: str = "production", after: str | None = None
     ) -> str | None:
         """The next image of ``annotator``'s queue after ``after`` (wrapping), or None."""
+        if mode == "production":
+            # one indexed query per direction: fast on projects of 100,000 images
+            after_id = 0
+            if after is not None:
+                rows = self.store.query("SELECT id FROM images WHERE stem=?", (after,))
+                after_id = int(rows[0]["id"]) if rows else 0
+            cond = "(status=? OR (annotator=? AND status IN (?, ?))) AND stem IS NOT ?"
+            params = [TODO, annotator, IN_PROGRESS, REJECTED, after]
+            for where, extra in (("id > ?", [after_id]), ("id <= ?", [after_id])):
+                rows = self.store.query(
+                    f"SELECT stem FROM images WHERE {where} AND {cond} ORDER BY id LIMIT 1",
+                    [*extra, *params],
+                )
+                if rows:
+                    return rows[0]["stem"]
+            return None
         entries = self.images(mode=mode, annotator=annotator)
         start = 0
         if after is not None:
