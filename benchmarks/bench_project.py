@@ -128,10 +128,10 @@ def main() -> None:
     print(f"  create project (init)           {t_init * 1e3:9.1f} ms")
     print(f"  {'':32s}{'segflow':>12s}{'baseline':>12s}")
     print(
-        f"  {'status counts':32s}{t_status * 1e3:10.1f}ms{t_files * 1e3:10.1f}ms  (status files)"
+        f"  {'status counts':32s}{t_status * 1e3:10.2f}ms{t_files * 1e3:10.1f}ms  (status files)"
     )
     print(f"  {'progress (done, class pixels)':32s}{t_prog * 1e3:10.1f}ms")
-    print(f"  {'next image of the queue':32s}{t_next * 1e3:10.1f}ms")
+    print(f"  {'next image of the queue':32s}{t_next * 1e3:10.2f}ms")
     print(
         f"  {'autosave 512x512 labels':32s}{t_save * 1e3:10.1f}ms{t_png * 1e3:10.1f}ms  (PNG alone)"
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, LineEdit
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, LineEdit
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
@@ -99,7 +99,7 @@ class ProjectWidget(QWidget):
         self._entries: list = []
 
         self._folder = FileEdit(label="project", mode="d")
-        self._open_btn = QPushButton("Open")
+        self._open_btn = QPushButton("Open project")
         self._images = FileEdit(label="images", mode="d")
         self._taxonomy = LineEdit(label="taxonomy", value="")
         self._taxonomy.tooltip = "taxonomy file or preset name"
@@ -125,18 +125,15 @@ class ProjectWidget(QWidget):
         self._reject = QPushButton("Reject")
 
         layout = QVBoxLayout(self)
-        row = QHBoxLayout()
-        row.addWidget(self._folder.native)
-        row.addWidget(self._open_btn)
-        layout.addLayout(row)
-        box = QGroupBox("New project")
+        layout.addWidget(Container(widgets=[self._folder]).native)
+        layout.addWidget(self._open_btn)
+        box = QGroupBox("New project (in the folder above)")
         inner = QVBoxLayout(box)
-        inner.addWidget(self._images.native)
-        inner.addWidget(self._taxonomy.native)
+        inner.addWidget(Container(widgets=[self._images, self._taxonomy]).native)
         inner.addWidget(self._create_btn)
         layout.addWidget(box)
-        for w in (self._annotator, self._new_name, self._mode, self._filter):
-            layout.addWidget(w.native)
+        form = Container(widgets=[self._annotator, self._new_name, self._mode, self._filter])
+        layout.addWidget(form.native)
         layout.addWidget(self._list)
         row = QHBoxLayout()
         for b in (self._prev, self._next):
@@ -151,7 +148,7 @@ class ProjectWidget(QWidget):
         layout.addWidget(self._calibrate)
         qa = QGroupBox("QA")
         inner = QVBoxLayout(qa)
-        inner.addWidget(self._qa_rate.native)
+        inner.addWidget(Container(widgets=[self._qa_rate]).native)
         inner.addWidget(self._draw)
         row = QHBoxLayout()
         row.addWidget(self._accept)

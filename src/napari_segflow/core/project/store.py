@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS work (
     updated REAL,
     PRIMARY KEY (image_id, annotator, mode)
 );
+CREATE INDEX IF NOT EXISTS work_counts ON work (mode, annotator, status, seconds);
 CREATE TABLE IF NOT EXISTS calibration (
     annotator TEXT NOT NULL,
     class TEXT NOT NULL,
