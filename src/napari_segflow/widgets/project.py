@@ -56,6 +56,8 @@ _ALL = "all"
 KEYS = {"next": "PageDown", "previous": "PageUp", "done": "Shift-Enter"}
 #: Time between two edits longer than this counts as a break, not as work on the image.
 IDLE_SECONDS = 120.0
+#: The list shows at most this many rows around the current image (projects can be huge).
+MAX_ROWS = 2000
 
 
 class ProjectWidget(QWidget):
@@ -296,10 +298,13 @@ class ProjectWidget(QWidget):
         if self.project is None:
             return
         status = None if self._filter.value == _ALL else self._filter.value
-        self._entries = self.project.images(
-            mode=self.mode, annotator=self.annotator, status=status
-        )
+        entries = self.project.images(mode=self.mode, annotator=self.annotator, status=status)
         current = self.item.stem if self.item is not None else None
+        if len(entries) > MAX_ROWS:
+            at = next((k for k, e in enumerate(entries) if e.stem == current), 0)
+            start = min(max(at - MAX_ROWS // 2, 0), len(entries) - MAX_ROWS)
+            entries = entries[start : start + MAX_ROWS]
+        self._entries = entries
         for e in self._entries:
             who = f" ({e.annotator})" if e.annotator and e.annotator != self.annotator else ""
             mark = "▶ " if e.stem == current else ""
