@@ -67,7 +67,9 @@ viewer.window.add_dock_widget(widget, name="Project", area="right")
 widget.open_project(tmp / "proj")  # ana resumes where she was
 widget.open_image(STEMS[3])  # the next image of her queue opens with its AI pre-label
 viewer.window._qt_window.resize(1400, 950)
-while widget._embed_worker is not None:  # the next image is embedded in the background
+while (
+    widget._embed_worker is not None or widget._progress_workers
+):  # the next image is embedded in the background
     QApplication.processEvents()
 for _ in range(5):
     QApplication.processEvents()

@@ -127,6 +127,8 @@ def test_annotate_next_previous_resume_and_review(
     prov = viewer2.layers[LABELS_LAYER].metadata[PROVENANCE_KEY]
     assert (prov == AI_CONFIRMED).sum() == (proposal & (last == 1)).sum()
     w2.done_and_next()
+    qtbot.waitUntil(lambda: (w2.last_progress or {}).get("done") == 2, timeout=10000)
+    assert w2.last_progress["class_pixels"]["pet"] == (last == 1).sum()
     with open_project(tmp / "proj") as p:
         st = p.status()
     assert st["status"][DONE] == 2 and st["status"][IN_PROGRESS] == 1
@@ -155,3 +157,8 @@ def test_annotate_next_previous_resume_and_review(
     # pet IoU: image 2 unchanged, the reviewer's new pet pixels on image 1 were missed by ana
     pet = (last == 1).sum() / ((last == 1).sum() + (corrected == 1).sum())
     assert batch["report"]["overall"]["per_class_iou"]["pet"] == pytest.approx(pet, abs=1e-6)
+    for dock in (w, w2):  # no background embedding may outlive the viewers
+        qtbot.waitUntil(
+            lambda d=dock: d._embed_worker is None and not d._progress_workers,
+            timeout=EMBED_TIMEOUT_MS,
+        )

@@ -99,6 +99,8 @@ class ProjectWidget(QWidget):
         self._embed_worker = None
         self.embedded_next: str | None = None  # stem whose embedding is in the model's cache
         self._entries: list = []
+        self._progress_workers: set = set()
+        self.last_progress: dict | None = None
 
         self._folder = FileEdit(label="project", mode="d")
         self._open_btn = QPushButton("Open project")
@@ -243,6 +245,10 @@ class ProjectWidget(QWidget):
         with self._annotator.changed.blocked():
             self._annotator.choices = project.annotators
             self._annotator.value = project.annotators[0] if project.annotators else None
+        resume = project.resume(self.annotator) if self.annotator else None
+        if resume is not None:
+            with self._mode.changed.blocked():
+                self._mode.value = resume[0]  # back in the mode the annotator was working in
         self._on_person_or_mode()
         return project
 
@@ -312,11 +318,27 @@ class ProjectWidget(QWidget):
         self._update_progress()
 
     def _update_progress(self) -> None:
+        """Count progress in a worker thread: it sums class pixels over the whole project."""
         if self.project is None:
             return
-        prog = self.project.progress()
-        px = ", ".join(f"{k} {v:,}" for k, v in prog["class_pixels"].items() if v)
+        root = self.project.root
         here = f"{self.item.stem} ({self.item.source})  |  " if self.item is not None else ""
+        self._progress.setText(f"{here}counting progress...")
+
+        def job():
+            with open_project(root) as project:  # its own connection for this thread
+                return project.progress()
+
+        worker = create_worker(job)
+        worker.returned.connect(lambda prog, h=here: self._show_progress(h, prog))
+        worker.errored.connect(lambda exc: logger.debug("progress failed: %s", exc))
+        worker.finished.connect(lambda w=worker: self._progress_workers.discard(w))
+        self._progress_workers.add(worker)
+        worker.start()
+
+    def _show_progress(self, here: str, prog: dict) -> None:
+        self.last_progress = prog
+        px = ", ".join(f"{k} {v:,}" for k, v in prog["class_pixels"].items() if v)
         self._progress.setText(
             f"{here}{prog['done']}/{prog['total']} images done"
             + (f"\nlabelled pixels: {px}" if px else "")
