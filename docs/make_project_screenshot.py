@@ -1,4 +1,4 @@
-"""Make docs/images/project_widget.png: a project over real pet photos, two images done.
+"""Make docs/images/project_widget.png and project_qa.png from a project over real pet photos.
 
 Run under a display: ``xvfb-run -a python docs/make_project_screenshot.py [DATA_DIR]``
 (DATA_DIR defaults to ``../shared/data`` beside the checkout, or $SEGFLOW_SHARED_DATA).
@@ -28,6 +28,7 @@ DATA = Path(
     else os.environ.get("SEGFLOW_SHARED_DATA", REPO.parent / "shared" / "data")
 )
 OUT = Path(__file__).parent / "images" / "project_widget.png"
+OUT_QA = Path(__file__).parent / "images" / "project_qa.png"
 PETS = DATA / "pets_oxford"
 STEMS = ["Abyssinian_1", "Abyssinian_10", "Abyssinian_11", "Abyssinian_12", "Abyssinian_13",
          "Abyssinian_14", "Abyssinian_2", "Abyssinian_4"]  # fmt: skip
@@ -74,5 +75,15 @@ while (
 for _ in range(5):
     QApplication.processEvents()
 viewer.screenshot(str(OUT), canvas_only=False)
+
+# QA: a reviewer draws a batch of the finished images and reviews the first one
+widget.set_annotator("rev")
+widget._qa_rate.value = 1.0
+widget.draw_qa_batch()
+while widget._embed_worker is not None or widget._progress_workers:
+    QApplication.processEvents()
+for _ in range(5):
+    QApplication.processEvents()
+viewer.screenshot(str(OUT_QA), canvas_only=False)
 widget._autosave.stop()
 viewer.close()
