@@ -129,6 +129,7 @@ def test_report_json_and_html(tmp_path, tiles, capsys):
     ana = doc["annotators"]["ana"]
     assert ana["images"] == 2 and ana["images_per_hour"] == pytest.approx(120.0)
     assert ana["seconds_per_image"] == pytest.approx(30.0)
+    assert ana["edits_per_image"] == pytest.approx(4.0)
     assert ana["class_mix"] == {"nucleus": 1.0}  # share of labelled pixels; no debris drawn
     (batch,) = doc["qa_batches"]
     a, b = masks["tile0"], masks["tile1"]

@@ -42,7 +42,7 @@ class ProjectReport(ReportFiles):
         ``{status: count}``.
     annotators : dict
         Per annotator: ``images`` finished, ``hours`` spent, ``images_per_hour``,
-        ``seconds_per_image``, ``class_mix`` (share of labelled pixels per class), and the AI
+        ``seconds_per_image``, ``edits_per_image``, ``class_mix`` (share of labelled pixels per class), and the AI
         pre-label counts ``ai_pixels``, ``ai_accepted``, ``ai_corrected`` with the shares
         ``ai_accepted_share`` / ``ai_corrected_share`` (of the AI pixels).
     qa : list of dict
@@ -97,17 +97,18 @@ def project_report(project: Project) -> ProjectReport:
     status = project.status()
     people: dict[str, dict[str, Any]] = {}
     rows = project.store.query(
-        "SELECT w.annotator, w.seconds, w.class_pixels, w.ai_pixels, w.ai_accepted, "
+        "SELECT w.annotator, w.seconds, w.edits, w.class_pixels, w.ai_pixels, w.ai_accepted, "
         "w.ai_corrected, w.status FROM work w WHERE w.mode='production'"
     )
     for r in rows:
         d = people.setdefault(
             r["annotator"],
-            {"images": 0, "seconds": 0.0, "pixels": {}, "ai": [0, 0, 0]},
+            {"images": 0, "seconds": 0.0, "edits": 0, "pixels": {}, "ai": [0, 0, 0]},
         )
         d["seconds"] += float(r["seconds"])  # time on unfinished images counts too
         if r["status"] in _FINISHED:
             d["images"] += 1
+            d["edits"] += int(r["edits"])
             for k, v in _json_counts(r["class_pixels"]).items():
                 d["pixels"][k] = d["pixels"].get(k, 0) + v
             d["ai"][0] += int(r["ai_pixels"])
@@ -123,6 +124,7 @@ def project_report(project: Project) -> ProjectReport:
             "hours": round(hours, 4),
             "images_per_hour": _num(_rate(d["images"], hours)),
             "seconds_per_image": _num(_rate(d["seconds"], d["images"])),
+            "edits_per_image": _num(_rate(d["edits"], d["images"])),
             "class_mix": {k: round(v / total_px, 4) for k, v in d["pixels"].items()}
             if total_px
             else {},
