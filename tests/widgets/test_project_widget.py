@@ -162,3 +162,24 @@ def test_annotate_next_previous_resume_and_review(
             lambda d=dock: d._embed_worker is None and not d._progress_workers,
             timeout=EMBED_TIMEOUT_MS,
         )
+
+
+def test_click_to_segment_dock_in_the_same_window_is_connected(
+    make_napari_viewer, qtbot, models, setup
+):
+    tmp, images, tax = setup
+    viewer = make_napari_viewer()
+    prompt = PromptWidget(viewer, models=models)
+    w = ProjectWidget(viewer)
+    viewer.window.add_dock_widget(prompt, name="Click to segment")
+    viewer.window.add_dock_widget(w, name="Project")
+    w.create_project(tmp / "proj", images, tax, annotators=["ana"])
+    assert w.prompt is prompt and w._models is models  # one model for both docks
+    assert prompt.labels_layer is viewer.layers[LABELS_LAYER]
+    assert prompt.image_layer is w.image_layer
+    w.next_image()
+    assert prompt.labels_layer is viewer.layers[LABELS_LAYER] and w.item.stem == PETS[1]
+    qtbot.waitUntil(
+        lambda: prompt.ready and w._embed_worker is None and not w._progress_workers,
+        timeout=EMBED_TIMEOUT_MS,
+    )

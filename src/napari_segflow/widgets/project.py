@@ -46,6 +46,7 @@ from napari_segflow.core.project import (
 from napari_segflow.core.provenance import PROVENANCE_KEY
 from napari_segflow.layers import labels_layer_kwargs, track_provenance
 from napari_segflow.widgets._torch import prepare_torch
+from napari_segflow.widgets.prompt import PromptWidget
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,10 @@ class ProjectWidget(QWidget):
         return self._mode.value
 
     def connect_prompt(self, prompt) -> None:
-        """Share models with a Click to segment widget and point it at each opened image."""
+        """Share models with a Click to segment widget and point it at each opened image.
+
+        A Click to segment dock in the same napari window is found and connected on its own.
+        """
         self.prompt = prompt
         prompt._models.update(self._models)
         self._models = prompt._models
@@ -437,6 +441,11 @@ class ProjectWidget(QWidget):
             self.labels_layer.selected_label = self.project.taxonomy.classes[0].id
         self.viewer.layers.selection.active = self.labels_layer
         self.viewer.reset_view()
+        if self.prompt is None:
+            # a Click to segment dock in the same window works on the project's layers
+            found = self.window().findChildren(PromptWidget)
+            if found:
+                self.connect_prompt(found[0])
         if self.prompt is not None:
             self.prompt.set_layers(image=self.image_layer, labels=self.labels_layer)
 
