@@ -183,3 +183,43 @@ def test_click_to_segment_dock_in_the_same_window_is_connected(
         lambda: prompt.ready and w._embed_worker is None and not w._progress_workers,
         timeout=EMBED_TIMEOUT_MS,
     )
+
+
+def test_calibration_mode_flags_a_class_and_resumes_in_that_mode(
+    make_napari_viewer, qtbot, setup, shared_data
+):
+    tmp, images, tax = setup
+    gold = tmp / "gold"
+    gold.mkdir()
+    os.symlink(shared_data / "pets_oxford" / "trimaps" / f"{PETS[0]}.png", gold / f"{PETS[0]}.png")
+    from napari_segflow.core.project import create_project
+
+    create_project(
+        tmp / "proj", images=images, taxonomy=tax, gold=gold, annotators=["ana"]
+    ).close()
+    viewer = make_napari_viewer()
+    w = ProjectWidget(viewer, model_name=None)
+    qtbot.addWidget(w)
+    w.open_project(tmp / "proj")
+    w.set_mode("calibration")
+    assert w.item.stem == PETS[0] and w._list.count() == 1  # only the gold image
+    tri = _trimap(shared_data, PETS[0])
+    labels = viewer.layers[LABELS_LAYER]
+    labels.data_setitem(np.nonzero(tri == 1), 1)  # ana labels the pet, nothing else
+    w.done_and_next()
+    assert w.item is None  # the gold set is done
+    w.run_calibration()
+    qtbot.waitUntil(lambda: "retrain" in w._flags.text(), timeout=20000)
+    assert "'background'" in w._flags.text() and "'pet'" not in w._flags.text()
+    with open_project(tmp / "proj") as p:
+        st = p.status()
+    assert st["annotators"]["ana"]["calibration"] == {DONE: 1}
+    assert st["status"]["todo"] == 3  # production untouched
+    qtbot.waitUntil(lambda: not w._progress_workers, timeout=10000)
+    # a new window resumes in calibration mode, where ana was
+    viewer2 = make_napari_viewer()
+    w2 = ProjectWidget(viewer2, model_name=None)
+    qtbot.addWidget(w2)
+    w2.open_project(tmp / "proj")
+    assert w2.mode == "calibration" and "'background'" in w2._flags.text()
+    qtbot.waitUntil(lambda: not w2._progress_workers, timeout=10000)

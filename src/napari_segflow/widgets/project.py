@@ -72,8 +72,8 @@ class ProjectWidget(QWidget):
         :meth:`connect_prompt`); the next image is embedded with them in the background.
     autosave_ms : int
         Interval of the autosave while there are unsaved edits.
-    model_name : str
-        Model used to pre-embed the next image.
+    model_name : str or None
+        Model used to pre-embed the next image; None turns the background embedding off.
     """
 
     def __init__(
@@ -82,7 +82,7 @@ class ProjectWidget(QWidget):
         *,
         models: dict | None = None,
         autosave_ms: int = 10_000,
-        model_name: str = "medsam-lite",
+        model_name: str | None = "medsam-lite",
     ) -> None:
         super().__init__()
         self.viewer = napari_viewer
@@ -389,16 +389,17 @@ class ProjectWidget(QWidget):
 
     def autosave(self) -> Path | None:
         """The timer's save: only when something changed since the last save."""
-        if self._dirty and self.item is not None and self.mode != "qa":
+        if self._dirty and self.item is not None:
             return self.save()
         return None
 
     def _leave_image(self) -> None:
         if self.item is None:
             return
-        if self.mode != "qa" and (self._dirty or self.item.source == "prelabel"):
+        # the item's own mode: the mode box may already show the next mode
+        if self._dirty or (self.item.mode != "qa" and self.item.source == "prelabel"):
             self.save()
-        elif self.mode == "production" and not self._dirty and self.project is not None:
+        elif self.item.mode == "production" and self.project is not None:
             self.project.release(self.item.stem, annotator=self.item.annotator)
         self.item = None
 
@@ -493,6 +494,8 @@ class ProjectWidget(QWidget):
     def _embed_next(self) -> None:
         """Embed the queue's next image in a worker thread so its first click is instant."""
         if self.project is None or self.item is None or self.item.is_volume:
+            return
+        if self.model_name is None:
             return
         stem = self.project.next_stem(
             annotator=self.annotator, mode=self.mode, after=self.item.stem
