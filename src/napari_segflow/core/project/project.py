@@ -32,12 +32,9 @@ Modes
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +47,13 @@ from napari_segflow.core.prelabel.batch import (
     IMAGE_SUFFIXES,
     image_files,
     output_paths,
-    read_image,
 )
 from napari_segflow.core.prelabel.volume import (
-    read_volume,
     volume_kind,
     volume_suffix,
     write_volume,
 )
+from napari_segflow.core.project.review import ReviewMixin
 from napari_segflow.core.project.store import (
     ACCEPTED,
     DONE,
@@ -69,8 +65,23 @@ from napari_segflow.core.project.store import (
     TODO,
     ProjectStore,
 )
+from napari_segflow.core.project.work import (
+    DB_FILE,
+    MODES,
+    PRELABEL_DIR,
+    PROJECT_FILE,
+    TAXONOMY_FILE,
+    ImageEntry,
+    PrelabelSource,
+    ProjectError,
+    ProjectExistsError,
+    WorkItem,
+    ai_stats,
+    check_mode,
+    check_name,
+    read_image_file,
+)
 from napari_segflow.core.provenance import (
-    AI_CONFIRMED,
     AI_PENDING,
     HUMAN,
     new_provenance,
@@ -94,117 +105,6 @@ __all__ = [
     "open_project",
     "read_image_file",
 ]
-
-PROJECT_FILE = "project.json"
-DB_FILE = "project.db"
-TAXONOMY_FILE = "taxonomy.json"
-PRELABEL_DIR = "prelabels"
-MODES = ("production", "calibration", "qa")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-#: A source of AI pre-labels besides the ``prelabels/`` folder (the pixel classifier, for
-#: instance): ``source(stem, image) -> (labels, provenance)`` or ``None`` when it has none.
-PrelabelSource = Callable[[str, np.ndarray], "tuple[np.ndarray, np.ndarray] | None"]
-
-
-class ProjectError(ValueError):
-    """A request the project refuses (bad name, image taken by someone else, ...)."""
-
-
-class ProjectExistsError(ProjectError):
-    """``create_project`` found a project in the folder and changed nothing."""
-
-
-@dataclass(frozen=True)
-class ImageEntry:
-    """One row of a mode's image list: the image and its status in that mode."""
-
-    stem: str
-    path: Path
-    gold: bool
-    status: str
-    annotator: str | None
-
-
-@dataclass(eq=False)
-class WorkItem:
-    """An image opened for work: pixels, the labels to edit and what they started from.
-
-    Attributes
-    ----------
-    stem, mode, annotator : str
-        ``annotator`` is the reviewer in QA mode.
-    image : ndarray
-        The pixels: (H, W[, C]) for 2D images, the file's array order for volumes.
-    labels, provenance : ndarray
-        The starting labels and their per-pixel provenance.
-    labels_path : Path
-        Where this annotator's labels of the image are saved.
-    source : str
-        ``"saved"`` (the annotator's own file), ``"prelabel"`` (AI-pending pre-labels),
-        ``"annotator"`` (QA: the annotator's labels to review) or ``"new"``.
-    ai_labels, ai_provenance : ndarray or None
-        The AI pre-labels as delivered, to count what was accepted and what corrected.
-    affine : ndarray or None
-        The NIfTI affine of a volume.
-    """
-
-    stem: str
-    mode: str
-    annotator: str
-    image_path: Path
-    image: np.ndarray
-    labels: np.ndarray
-    provenance: np.ndarray
-    labels_path: Path
-    source: str
-    ai_labels: np.ndarray | None = None
-    ai_provenance: np.ndarray | None = None
-    affine: np.ndarray | None = None
-    opened: float = field(default_factory=time.time)
-
-    @property
-    def is_volume(self) -> bool:
-        return self.labels.ndim == 3
-
-
-def ai_stats(
-    labels: np.ndarray,
-    provenance: np.ndarray,
-    ai_labels: np.ndarray | None,
-    ai_provenance: np.ndarray | None,
-) -> tuple[int, int, int]:
-    """``(AI pixels, accepted unchanged, corrected)`` of labels that started from pre-labels.
-
-    An AI pixel is one the pre-labels marked AI-pending. It is accepted unchanged when it
-    still holds the AI's class and a person confirmed it, corrected when its class changed or
-    a person painted it; pixels still pending are neither.
-
-    Examples
-    --------
-    >>> ai = np.array([[1, 1, 0]]); prov0 = np.array([[2, 2, 0]], dtype=np.uint8)
-    >>> ai_stats(np.array([[1, 2, 0]]), np.array([[1, 0, 0]], dtype=np.uint8), ai, prov0)
-    (2, 1, 1)
-    """
-    if ai_labels is None or ai_provenance is None:
-        return 0, 0, 0
-    ai = np.asarray(ai_provenance) == AI_PENDING
-    same = np.asarray(labels) == np.asarray(ai_labels)
-    prov = np.asarray(provenance)
-    accepted = ai & same & (prov == AI_CONFIRMED)
-    corrected = ai & (~same | (prov == HUMAN))
-    return int(ai.sum()), int(accepted.sum()), int(corrected.sum())
-
-
-def read_image_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(pixels, affine)`` of a project image: a volume (NIfTI affine or None) or a 2D image.
-
-    It reads the file only (no database), so it may run in a worker thread, e.g. to embed the
-    next image in the background.
-    """
-    if volume_kind(path) is not None:
-        return read_volume(path)
-    return read_image(path), None
 
 
 def is_project(path: str | os.PathLike[str]) -> bool:
@@ -245,15 +145,6 @@ def _image_list(images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
             raise ProjectError(f"two images named {stem!r}: {out[stem]}, {path}")
         out[stem] = path
     return out
-
-
-def check_name(name: str) -> str:
-    """An annotator name is used as a folder name: letters, digits, ``_ . -``."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ProjectError(
-            f"annotator name {name!r}: use letters, digits, '_', '.', '-' (at most 64)"
-        )
-    return name
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -343,11 +234,7 @@ def open_project(path: str | os.PathLike[str]) -> Project:
     return Project(path)
 
 
-def _json_counts(text: str) -> dict[str, int]:
-    return {k: int(v) for k, v in json.loads(text or "{}").items()}
-
-
-class Project:
+class Project(ReviewMixin):
     """An open project. Thread-safe for one window; several windows each open their own."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -400,7 +287,7 @@ class Project:
 
     def labels_path(self, stem: str, *, annotator: str, mode: str = "production") -> Path:
         """Where ``annotator``'s labels of ``stem`` live in ``mode``."""
-        _check_mode(mode)
+        check_mode(mode)
         d = self.root / "labels" / check_name(annotator)
         if mode != "production":
             d = d / mode
@@ -475,7 +362,7 @@ class Project:
         ``annotator``'s status on each. QA: the images of every batch, ``in_review`` until a
         reviewer's verdict.
         """
-        _check_mode(mode)
+        check_mode(mode)
         if mode == "production":
             rows = self.store.query(
                 "SELECT stem, path, gold, status, annotator FROM images ORDER BY id"
@@ -675,7 +562,7 @@ class Project:
         labels come from the annotator's last save, else from the AI pre-labels (AI-pending),
         else empty. In QA the reviewer starts from their correction, else the annotator's labels.
         """
-        _check_mode(mode)
+        check_mode(mode)
         check_name(annotator)
         path = self.image_path(stem)
         kind = volume_kind(path)
@@ -843,220 +730,3 @@ class Project:
                     "DELETE FROM work WHERE image_id=? AND annotator=? AND mode='production'",
                     (image_id, annotator),
                 )
-
-    # ------------------------------------------------------------ calibration
-    def run_calibration(self, *, threshold: float = 0.75, dilation_ratio: float | None = 0.02):
-        """Score every annotator's finished calibration labels against the gold set.
-
-        Stores each (annotator, class) IoU and flag ("retrain before handling class X") and
-        returns the :class:`~napari_segflow.core.quality.calibration.CalibrationReport`.
-        """
-        from napari_segflow.core.quality.calibration import calibrate
-
-        if self.gold_dir is None:
-            raise ProjectError("the project has no gold set (create it with --gold)")
-        gold_files = label_files(self.gold_dir)
-        rows = self.store.query(
-            "SELECT i.stem, w.annotator FROM work w JOIN images i ON i.id = w.image_id "
-            "WHERE w.mode='calibration' AND w.status=? ORDER BY w.annotator, i.id",
-            (DONE,),
-        )
-        if not rows:
-            raise ProjectError("no finished calibration images yet")
-        gold = {s: read_labels(gold_files[s]) for s in {r["stem"] for r in rows}}
-        annotations: dict[str, dict[str, np.ndarray]] = {}
-        for r in rows:
-            path = self.labels_path(r["stem"], annotator=r["annotator"], mode="calibration")
-            annotations.setdefault(r["annotator"], {})[r["stem"]] = read_labels(path)
-        report = calibrate(
-            gold,
-            annotations,
-            taxonomy=self.taxonomy,
-            threshold=threshold,
-            dilation_ratio=dilation_ratio,
-        )
-        flagged = set(report.flagged)
-        now = time.time()
-        with self.store.transaction() as con:
-            con.execute("DELETE FROM calibration")
-            con.executemany(
-                "INSERT INTO calibration VALUES (?, ?, ?, ?, ?)",
-                (
-                    (a, c, None if math.isnan(report.iou[i, k]) else float(report.iou[i, k]),
-                     int((a, c) in flagged), now)
-                    for i, a in enumerate(report.annotators)
-                    for k, c in enumerate(report.classes)
-                ),
-            )  # fmt: skip
-        return report
-
-    def calibration_flags(self) -> dict[str, list[str]]:
-        """``{annotator: ["retrain before handling class 'X' (IoU 0.61)", ...]}``."""
-        out: dict[str, list[str]] = {}
-        for r in self.store.query(
-            "SELECT annotator, class, iou FROM calibration WHERE flagged=1 ORDER BY annotator"
-        ):
-            out.setdefault(r["annotator"], []).append(
-                f"retrain before handling class {r['class']!r} (IoU {r['iou']:.2f})"
-            )
-        return out
-
-    # -------------------------------------------------------------------- QA
-    def draw_qa_batch(
-        self,
-        *,
-        rates: Mapping[str, float] | None = None,
-        rare_threshold: float = 0.05,
-        seed: int = 0,
-        annotator: str | None = None,
-    ) -> int:
-        """Draw a QA batch from the finished production images with the stratified sampler.
-
-        Class frequencies come from the pixel counts stored at each save, so no label file is
-        read. The drawn images turn ``in_review``. Returns the batch id.
-        """
-        from napari_segflow.core.quality.qa import stratified_sample
-
-        sql = (
-            "SELECT i.id, i.stem, i.annotator, w.class_pixels FROM images i JOIN work w ON "
-            "w.image_id = i.id AND w.annotator = i.annotator AND w.mode='production' "
-            "WHERE i.status=?"
-        )
-        params: list[Any] = [DONE]
-        if annotator is not None:
-            sql += " AND i.annotator=?"
-            params.append(annotator)
-        rows = self.store.query(sql, params)
-        if not rows:
-            raise ProjectError("no finished images to review")
-        freqs = {r["stem"]: _json_counts(r["class_pixels"]) for r in rows}
-        sample = stratified_sample(freqs, rates=rates, rare_threshold=rare_threshold, seed=seed)
-        by_stem = {r["stem"]: r for r in rows}
-        with self.store.transaction() as con:
-            cur = con.execute(
-                "INSERT INTO qa_batches (created, seed) VALUES (?, ?)", (time.time(), seed)
-            )
-            batch = int(cur.lastrowid)
-            for im in sample.images:
-                r = by_stem[im.name]
-                con.execute(
-                    "INSERT INTO qa_items (batch_id, image_id, annotator, reasons) "
-                    "VALUES (?, ?, ?, ?)",
-                    (batch, r["id"], r["annotator"], json.dumps(list(im.reasons))),
-                )
-                con.execute("UPDATE images SET status=? WHERE id=?", (IN_REVIEW, r["id"]))
-        return batch
-
-    def review(
-        self,
-        item: WorkItem,
-        verdict: str,
-        labels: np.ndarray | None = None,
-        provenance: np.ndarray | None = None,
-        *,
-        seconds: float = 0.0,
-    ) -> None:
-        """Record a reviewer's verdict (``accepted`` / ``rejected``) and correction.
-
-        The correction is saved in the reviewer's own folder. A rejected image goes back to its
-        annotator's queue; an accepted one is delivered with the reviewer's correction. When
-        the batch has no pending image left its report is computed and stored.
-        """
-        if item.mode != "qa":
-            raise ProjectError("open the image in QA mode to review it")
-        if verdict not in (ACCEPTED, REJECTED):
-            raise ProjectError(f"verdict {verdict!r}: use 'accepted' or 'rejected'")
-        self.save_item(item, labels, provenance, seconds=seconds)
-        q = self._qa_item(item.stem)
-        image_id = self._image_id(item.stem)
-        with self.store.transaction() as con:
-            con.execute(
-                "UPDATE qa_items SET verdict=?, reviewer=?, reviewed=? "
-                "WHERE batch_id=? AND image_id=?",
-                (verdict, item.annotator, time.time(), q["batch_id"], image_id),
-            )
-            con.execute("UPDATE images SET status=? WHERE id=?", (verdict, image_id))
-            if verdict == REJECTED:
-                con.execute(
-                    "UPDATE work SET status=? WHERE image_id=? AND annotator=? AND "
-                    "mode='production'",
-                    (REJECTED, image_id, q["annotator"]),
-                )
-        pending = self.store.query(
-            "SELECT COUNT(*) FROM qa_items WHERE batch_id=? AND verdict='pending'",
-            (q["batch_id"],),
-        )[0][0]
-        if not pending:
-            self.qa_batch_report(int(q["batch_id"]))
-
-    def qa_batch_report(self, batch_id: int, *, threshold: float = 0.75) -> dict[str, Any]:
-        """Per-class IoU of the annotators' labels against the reviewer's corrections.
-
-        Returns (and stores) ``{"batch": id, "created": t, "reviewed": n, "overall":
-        QABatchReport dict, "annotators": {name: QABatchReport dict}}`` over the reviewed images.
-        """
-        from napari_segflow.core.quality.qa import qa_batch_report
-
-        rows = self.store.query(
-            "SELECT i.stem, q.annotator, q.reviewer, b.created FROM qa_items q "
-            "JOIN images i ON i.id = q.image_id JOIN qa_batches b ON b.id = q.batch_id "
-            "WHERE q.batch_id=? AND q.verdict != 'pending' ORDER BY i.id",
-            (batch_id,),
-        )
-        if not rows:
-            raise ProjectError(f"QA batch {batch_id}: nothing reviewed yet")
-        gold: dict[str, np.ndarray] = {}
-        annotated: dict[str, dict[str, np.ndarray]] = {}
-        for r in rows:
-            gold[r["stem"]] = read_labels(
-                self.labels_path(r["stem"], annotator=r["reviewer"], mode="qa")
-            )
-            annotated.setdefault(r["annotator"], {})[r["stem"]] = read_labels(
-                self.labels_path(r["stem"], annotator=r["annotator"])
-            )
-        everyone = {k: v for d in annotated.values() for k, v in d.items()}
-        overall = qa_batch_report(gold, everyone, taxonomy=self.taxonomy, threshold=threshold)
-        per = {
-            a: qa_batch_report(
-                {k: gold[k] for k in d}, d, taxonomy=self.taxonomy, threshold=threshold
-            ).to_dict()
-            for a, d in annotated.items()
-        }
-        doc = {
-            "batch": batch_id,
-            "created": rows[0]["created"],
-            "reviewed": len(rows),
-            "overall": overall.to_dict(),
-            "annotators": per,
-        }
-        with self.store.transaction() as con:
-            con.execute("UPDATE qa_batches SET report=? WHERE id=?", (json.dumps(doc), batch_id))
-        return doc
-
-    def qa_batches(self) -> list[dict[str, Any]]:
-        """Every batch: id, created, counts per verdict and its stored report (or None)."""
-        out = []
-        for b in self.store.query("SELECT id, created, seed, report FROM qa_batches ORDER BY id"):
-            verdicts = {
-                r["verdict"]: int(r["n"])
-                for r in self.store.query(
-                    "SELECT verdict, COUNT(*) AS n FROM qa_items WHERE batch_id=? "
-                    "GROUP BY verdict",
-                    (b["id"],),
-                )
-            }
-            out.append(
-                {
-                    "batch": int(b["id"]),
-                    "created": b["created"],
-                    "seed": b["seed"],
-                    "verdicts": verdicts,
-                    "report": json.loads(b["report"]) if b["report"] else None,
-                }
-            )
-        return out
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ProjectError(f"mode {mode!r}: use one of {', '.join(MODES)}")

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from napari_segflow.core.project.project import Project, _json_counts
+from napari_segflow.core.project.project import Project
 from napari_segflow.core.project.store import ACCEPTED, DONE, IN_REVIEW, REJECTED
+from napari_segflow.core.project.work import json_counts
 from napari_segflow.core.quality.report_files import ReportFiles, csv_float
 
 __all__ = ["ProjectReport", "project_report"]
@@ -109,7 +110,7 @@ def project_report(project: Project) -> ProjectReport:
         if r["status"] in _FINISHED:
             d["images"] += 1
             d["edits"] += int(r["edits"])
-            for k, v in _json_counts(r["class_pixels"]).items():
+            for k, v in json_counts(r["class_pixels"]).items():
                 d["pixels"][k] = d["pixels"].get(k, 0) + v
             d["ai"][0] += int(r["ai_pixels"])
             d["ai"][1] += int(r["ai_accepted"])
