@@ -33,6 +33,7 @@ from napari_segflow.layers import (
     get_taxonomy,
     labels_layer_kwargs,
     new_labels_data,
+    track_provenance,
 )
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 
@@ -208,9 +209,12 @@ class TaxonomyWidget(QWidget):
             for ev in (self._watched.events.paint, self._watched.events.data):
                 ev.disconnect(self._schedule_count)
             self._watched.events.selected_label.disconnect(self._sync_selection)
+            track_provenance(self._watched).changed.disconnect(self._schedule_count)
         self._watched = layer
         layer.events.paint.connect(self._schedule_count)
         layer.events.data.connect(self._schedule_count)
+        # napari's undo/redo emit no paint event; the provenance tracker wraps them and says so
+        track_provenance(layer).changed.connect(self._schedule_count)
         layer.events.selected_label.connect(self._sync_selection)
         self.refresh_counts()
         self._sync_selection()
