@@ -53,6 +53,7 @@ from napari_segflow.layers import (
     track_provenance,
 )
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
+from napari_segflow.widgets._shutdown import stop_workers_on_close
 from napari_segflow.widgets._torch import prepare_torch
 
 __all__ = ["PromptWidget"]
@@ -203,8 +204,17 @@ class PromptWidget(QWidget):
         self.viewer.dims.events.order.connect(self._schedule_embedding)
         self.viewer.dims.events.ndisplay.connect(self._schedule_embedding)
         follow_layer_list(self.viewer, self.reset_choices)
+        stop_workers_on_close(self, self._stop_workers)
         self.reset_choices()
         self._on_labels_changed(self._labels.value)
+
+    def _stop_workers(self) -> list:
+        """The window closes: drop the embedding being computed and hand its worker back."""
+        self._embed_timer.stop()
+        worker = self._worker
+        if worker is not None:
+            worker.quit()  # its result is not delivered; the model call itself runs to its end
+        return [worker]
 
     # ------------------------------------------------------------------ choices
     def _image_choices(self, _widget=None):
