@@ -71,7 +71,11 @@ def _read_geotiff(path):
     if taxonomy is not None:
         data = read_geotiff_labels(path)
         info = geotiff_info(path)
-        kwargs = labels_layer_kwargs(taxonomy, metadata={GEO_KEY: info})
+        meta = {GEO_KEY: info}
+        provenance = read_provenance(path)
+        if provenance is not None and provenance.shape == (info["height"], info["width"]):
+            meta[PROVENANCE_KEY] = provenance
+        kwargs = labels_layer_kwargs(taxonomy, metadata=meta)
         kwargs.update(name=name, multiscale=isinstance(data, list))
         return [(data, kwargs, "labels")]
     image = read_geotiff(path)
@@ -110,10 +114,14 @@ def _read_coco(path):
     from .core.io.coco import read_coco, read_coco_taxonomy
 
     taxonomy = read_coco_taxonomy(path)
+    images = read_coco(path)
+    provenance = read_provenance(path) if len(images) == 1 else None
     layers = []
-    for image_name, labels in read_coco(path).items():
+    for image_name, labels in images.items():
         kwargs = labels_layer_kwargs(taxonomy) if taxonomy is not None else {}
         kwargs["name"] = Path(image_name).stem
+        if provenance is not None and provenance.shape == np.shape(labels):
+            kwargs.setdefault("metadata", {})[PROVENANCE_KEY] = provenance
         layers.append((labels, kwargs, "labels"))
     return layers
 
