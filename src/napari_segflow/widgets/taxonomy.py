@@ -7,10 +7,11 @@ from pathlib import Path
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
+    QCheckBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -20,6 +21,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_segflow._writer import REQUIRE_CONFIRMED_KEY
+from napari_segflow.core.io.validate import unknown_ids
 from napari_segflow.core.taxonomy import (
     Taxonomy,
     TaxonomyError,
@@ -68,6 +71,12 @@ class TaxonomyWidget(QWidget):
         self._title = QLabel("No taxonomy loaded")
         self._title.setWordWrap(True)
         self._classes = QListWidget()
+        self._require = QCheckBox("require confirmed AI pixels when saving")
+        self._require.setToolTip(
+            "Saving this Labels layer (File > Save) refuses it while AI-made pixels are not "
+            "confirmed, like `segflow export --require-confirmed`; unticked, it warns and saves "
+            "them as AI-pending in the provenance sidecar."
+        )
         self._details = QLabel("")
         self._details.setWordWrap(True)
         self._details.setTextFormat(Qt.TextFormat.PlainText)
@@ -80,6 +89,7 @@ class TaxonomyWidget(QWidget):
         row.addWidget(self._create)
         row.addWidget(self._apply)
         layout.addLayout(row)
+        layout.addWidget(self._require)
         layout.addWidget(self._title)
         layout.addWidget(self._classes)
         layout.addWidget(self._details)
@@ -94,6 +104,7 @@ class TaxonomyWidget(QWidget):
         self._classes.currentRowChanged.connect(self._on_class_row)
         self._count_timer.timeout.connect(self.refresh_counts)
         self._labels.changed.connect(self._on_labels_changed)
+        self._require.toggled.connect(self._on_require_toggled)
         follow_layer_list(self.viewer, self.reset_choices)
         self.reset_choices()
         active = self.viewer.layers.selection.active
@@ -137,9 +148,13 @@ class TaxonomyWidget(QWidget):
     def _on_load(self) -> None:
         source = self._source.value
         if source == _FROM_FILE:
-            path = Path(self._file.value)
-            if not path.is_file():
+            raw = str(self._file.value or "").strip()
+            path = Path(raw)
+            if raw in ("", ".") or path.is_dir():
                 show_error("Choose a taxonomy file (YAML or JSON) first.")
+                return
+            if not path.is_file():
+                show_error(f"Taxonomy file not found: {path}")
                 return
             source = path
         try:
@@ -188,6 +203,14 @@ class TaxonomyWidget(QWidget):
             return
         apply_taxonomy(layer, self.taxonomy)
         self._watch(layer)
+        absent = unknown_ids(np.asarray(layer.data), self.taxonomy)
+        if absent:
+            shown = ", ".join(str(i) for i in absent[:10]) + (", ..." if len(absent) > 10 else "")
+            show_warning(
+                f"Layer {layer.name!r} holds {len(absent)} id(s) absent from taxonomy "
+                f"{self.taxonomy.name!r}: {shown}. They show uncoloured and saving refuses them; "
+                "choose the matching taxonomy or relabel them."
+            )
 
     def _on_apply(self) -> None:
         self.apply_to()
@@ -218,6 +241,13 @@ class TaxonomyWidget(QWidget):
         layer.events.selected_label.connect(self._sync_selection)
         self.refresh_counts()
         self._sync_selection()
+        self._require.blockSignals(True)
+        self._require.setChecked(bool(layer.metadata.get(REQUIRE_CONFIRMED_KEY, False)))
+        self._require.blockSignals(False)
+
+    def _on_require_toggled(self, on: bool) -> None:
+        if self._watched is not None:
+            self._watched.metadata[REQUIRE_CONFIRMED_KEY] = bool(on)
 
     def _schedule_count(self, *_args) -> None:
         self._count_timer.start()

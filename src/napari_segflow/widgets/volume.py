@@ -27,9 +27,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_segflow.core.segment.checkpoints import CheckpointError
 from napari_segflow.core.segment.volume import Prompt, PropagationCancelled
 from napari_segflow.layers_volume import commit_propagation, confirm_edit, withdraw_edit
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
+from napari_segflow.widgets._messages import model_error
 from napari_segflow.widgets._shutdown import stop_workers_on_close
 from napari_segflow.widgets._torch import prepare_torch
 
@@ -319,13 +321,14 @@ class VolumeWidget(QWidget):
         if isinstance(exc, PropagationCancelled):
             self._status.setText("Cancelled: nothing was changed.")
             show_info("Propagation cancelled: nothing was changed.")
-        elif isinstance(exc, ValueError):
+        elif isinstance(exc, ValueError) and not isinstance(exc, CheckpointError):
             self._status.setText(str(exc))
             show_error(str(exc))
         else:
             log.error("volume propagation failed", exc_info=exc)
-            self._status.setText(f"Propagation failed: {exc}")
-            show_error(f"Propagation failed: {type(exc).__name__}: {exc}")
+            msg = model_error(self._model.value, exc)
+            self._status.setText(msg)
+            show_error(msg)
 
     def _on_finished(self) -> None:
         if self._pbar is not None:
