@@ -191,3 +191,29 @@ def _read_tiff_stack_layer(path: str) -> list[tuple]:
         "metadata": {"segflow_spacing_unit": stack.unit},
     }
     return [(stack.data, kwargs, "image")]
+
+
+#: File patterns only segflow reads fully (napari's own reader fails on them), so napari can use
+#: segflow's reader without asking. PNG/TIFF/JSON stay unset: segflow reads only some of those.
+SEGFLOW_READER_PATTERNS = ("*.nii", "*.nii.gz")
+
+
+def prefer_segflow_readers(settings=None) -> list[str]:
+    """Make segflow napari's preferred reader for :data:`SEGFLOW_READER_PATTERNS`.
+
+    Writes ``settings.plugins.extension2reader`` (napari's "File extension readers" preference)
+    for patterns the user has not assigned yet; a choice the user made is kept. Returns the
+    patterns set now.
+    """
+    if settings is None:
+        from napari.settings import get_settings
+
+        settings = get_settings()
+    current = dict(settings.plugins.extension2reader)
+    added = [p for p in SEGFLOW_READER_PATTERNS if p not in current]
+    if added:
+        settings.plugins.extension2reader = {
+            **current,
+            **dict.fromkeys(added, "napari-segflow"),
+        }
+    return added

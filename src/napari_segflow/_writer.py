@@ -190,3 +190,35 @@ def write_labels_nifti(path: str, data, meta: dict) -> list[str]:
     written = write_nifti(np.ascontiguousarray(file_arr), path, affine=affine, taxonomy=taxonomy)
     file_prov = None if prov is None else np.ascontiguousarray(from_layer_order(prov))
     return _with_provenance([str(written)], file_prov, file_arr.shape)
+
+
+_WRITERS = {
+    ".png": write_labels_png,
+    ".json": write_labels_coco,
+    ".tif": write_labels_geotiff,
+    ".tiff": write_labels_geotiff,
+    ".nii": write_labels_nifti,
+    ".nii.gz": write_labels_nifti,
+}
+
+
+def save_labels(layer, path: str) -> list[str]:
+    """Save a Labels layer with segflow's writer for ``path``'s extension.
+
+    napari's Save dialog preselects its own writer, which writes a PNG or TIFF without
+    taxonomy, provenance or georeference; this is the same save with segflow's writer.
+
+    Raises
+    ------
+    ExportError
+        For an extension segflow does not write, and whatever the writer refuses.
+    """
+    name = str(path).lower()
+    ext = next((e for e in sorted(_WRITERS, key=len, reverse=True) if name.endswith(e)), None)
+    if ext is None:
+        raise ExportError(
+            f"{Path(path).name}: segflow saves labels as .png, .json (COCO), .tif/.tiff "
+            "(GeoTIFF) or .nii/.nii.gz"
+        )
+    data, meta, _ = layer.as_layer_data_tuple()
+    return _WRITERS[ext](str(path), data, meta)

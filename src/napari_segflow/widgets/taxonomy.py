@@ -12,6 +12,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QCheckBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -21,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_segflow._writer import REQUIRE_CONFIRMED_KEY
+from napari_segflow._writer import REQUIRE_CONFIRMED_KEY, save_labels
 from napari_segflow.core.io.validate import unknown_ids
 from napari_segflow.core.taxonomy import (
     Taxonomy,
@@ -68,6 +69,11 @@ class TaxonomyWidget(QWidget):
         self._labels = ComboBox(label="labels", choices=self._labels_choices, nullable=True)
         self._create = QPushButton("New Labels layer for image")
         self._apply = QPushButton("Apply to Labels layer")
+        self._save = QPushButton("Save labels...")
+        self._save.setToolTip(
+            "Save with segflow's writer (PNG, GeoTIFF, COCO JSON, NIfTI): taxonomy, AI "
+            "provenance and georeference kept"
+        )
         self._title = QLabel("No taxonomy loaded")
         self._title.setWordWrap(True)
         self._classes = QListWidget()
@@ -88,6 +94,7 @@ class TaxonomyWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self._create)
         row.addWidget(self._apply)
+        row.addWidget(self._save)
         layout.addLayout(row)
         layout.addWidget(self._require)
         layout.addWidget(self._title)
@@ -101,6 +108,7 @@ class TaxonomyWidget(QWidget):
         self._load.clicked.connect(self._on_load)
         self._create.clicked.connect(self._on_create)
         self._apply.clicked.connect(self._on_apply)
+        self._save.clicked.connect(lambda: self.save_labels())
         self._classes.currentRowChanged.connect(self._on_class_row)
         self._count_timer.timeout.connect(self.refresh_counts)
         self._labels.changed.connect(self._on_labels_changed)
@@ -214,6 +222,35 @@ class TaxonomyWidget(QWidget):
 
     def _on_apply(self) -> None:
         self.apply_to()
+
+    def save_labels(self, path: str | Path | None = None, layer=None) -> list[str]:
+        """Save the Labels layer with segflow's writer for the file's extension.
+
+        Unlike napari's Save dialog, which preselects napari's own writer, this always keeps
+        the taxonomy, the provenance sidecar and the georeference. Returns the files written
+        (empty after a refusal, which is shown as an error).
+        """
+        layer = layer or self._labels.value
+        if layer is None:
+            show_error("Choose a Labels layer first.")
+            return []
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(
+                self,
+                f"Save {layer.name!r} with segflow",
+                f"{layer.name}.png",
+                "Class-index PNG (*.png);;GeoTIFF (*.tif *.tiff);;COCO JSON (*.json);;"
+                "NIfTI (*.nii.gz *.nii)",
+            )
+            if not path:
+                return []
+        try:
+            written = save_labels(layer, str(path))
+        except (ValueError, OSError) as exc:
+            show_error(str(exc))
+            return []
+        show_info(f"Saved {', '.join(Path(w).name for w in written)}")
+        return written
 
     # --------------------------------------------------------------- class list
     def _on_labels_changed(self, layer) -> None:
