@@ -13,15 +13,34 @@ from .layers import labels_layer_kwargs
 _CITYSCAPES_SUFFIXES = ("_labelIds.png", "_labelTrainIds.png")
 
 
-def get_png_labels_reader(path):
-    """Reader for class-index PNGs written by segflow (or Cityscapes ``*_labelIds.png``).
+_SINGLE_CHANNEL_PNG = ("L", "I;16", "I;16B", "I", "P", "1")
 
-    Returns ``None`` for other PNGs so napari's own image reader handles them.
+
+def _single_channel_png(path: str) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:  # reads the header only
+            return img.format == "PNG" and img.mode in _SINGLE_CHANNEL_PNG
+    except (OSError, SyntaxError):
+        return False
+
+
+def get_png_labels_reader(path):
+    """Reader for class-index PNGs: written by segflow (with their taxonomy), Cityscapes
+    ``*_labelIds.png``, or any single-channel integer PNG (a mask another tool wrote, a palette
+    PNG), which opens as Labels instead of a black image.
+
+    Returns ``None`` for colour PNGs so napari's own image reader handles them.
     """
     if not isinstance(path, str) or not path.lower().endswith(".png"):
         return None
     taxonomy = read_png_taxonomy(path)
-    if taxonomy is None and not path.endswith(_CITYSCAPES_SUFFIXES):
+    if (
+        taxonomy is None
+        and not path.endswith(_CITYSCAPES_SUFFIXES)
+        and not _single_channel_png(path)
+    ):
         return None
 
     def _read(p):
@@ -177,6 +196,37 @@ def get_tiff_stack_reader(path):
     if not is_tiff_stack(path):
         return None
     return _read_tiff_stack_layer
+
+
+def get_labels_tiff_reader(path):
+    """Reader for single-page, single-channel integer TIFFs (class masks from other tools):
+    they open as Labels. ``None`` for other TIFFs (images, stacks, GeoTIFFs)."""
+    if not isinstance(path, str) or not path.lower().endswith((".tif", ".tiff")):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) != 1:
+                return None
+            page = tif.pages[0]
+            shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+    except (OSError, ValueError, tifffile.TiffFileError):
+        return None
+    if len(shape) != 2 or dtype.kind not in "ui":
+        return None
+    return _read_labels_tiff
+
+
+def _read_labels_tiff(path: str) -> list[tuple]:
+    import tifffile
+
+    data = tifffile.imread(path)
+    kwargs = {"name": Path(path).stem}
+    provenance = read_provenance(path)
+    if provenance is not None and provenance.shape == data.shape:
+        kwargs["metadata"] = {PROVENANCE_KEY: provenance}
+    return [(data, kwargs, "labels")]
 
 
 def _read_tiff_stack_layer(path: str) -> list[tuple]:
