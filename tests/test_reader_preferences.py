@@ -21,10 +21,16 @@ def test_open_nifti_without_choosing_a_reader(make_napari_viewer, shared_data, s
     settings.plugins.extension2reader = {}
     path = str(shared_data / "abdomen_mr" / "example_mr_sm.nii.gz")
     viewer = make_napari_viewer()
-    with pytest.raises(OSError, match="Could not find a backend"):  # napari builtins tried it
+    # napari's own reader (the default of viewer.open) fails on NIfTI
+    with pytest.raises(OSError, match="Could not find a backend"):
         viewer.open(path)
+    # File > Open passes plugin=None: with no preference napari must ask which reader
+    from napari.errors import MultipleReaderError
+
+    with pytest.raises(MultipleReaderError):
+        viewer.open(path, plugin=None)
     assert prefer_segflow_readers() == list(SEGFLOW_READER_PATTERNS)
-    (layer,) = viewer.open(path)  # File > Open: no question, segflow reads it
+    (layer,) = viewer.open(path, plugin=None)  # no question now: segflow reads it
     assert layer.data.shape == (20, 91, 117)
     assert settings.plugins.extension2reader["*.nii.gz"] == "napari-segflow"
 
