@@ -123,3 +123,21 @@ def _segflow_writer(ext: str):
 
     manifest = PluginManager.instance().get_manifest("napari-segflow")
     return next(w for w in manifest.contributions.writers if ext in w.filename_extensions)
+
+
+def test_taxonomy_dock_saves_with_segflow_writers(make_napari_viewer, notes, tmp_path):
+    import rasterio
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-segflow", "landsat")
+    labels = viewer.layers["Landsat RGB labels"]
+    labels.data_setitem((np.array([5, 6]), np.array([7, 7])), 4)
+    widget = TaxonomyWidget(viewer)
+    widget._labels.value = labels
+    written = widget.save_labels(tmp_path / "landuse.tif")
+    assert written == [str(tmp_path / "landuse.tif")]
+    with rasterio.open(written[0]) as dst:
+        assert dst.crs.to_epsg() == 32618 and int((dst.read(1) == 4).sum()) == 2
+    assert widget.save_labels(tmp_path / "landuse.bmp") == []
+    assert notes[-1][0] == "error" and ".png, .json (COCO)" in notes[-1][1]
+    assert not (tmp_path / "landuse.bmp").exists()
