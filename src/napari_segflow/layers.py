@@ -216,8 +216,20 @@ class ProvenanceTracker:
         self.changed.emit()
 
     def set_state(self, indices: tuple[np.ndarray, ...], state: int) -> None:
-        """Set provenance only (labels untouched), e.g. a person confirms pending pixels."""
-        self.provenance[indices] = np.uint8(state)
+        """Set provenance only (labels untouched), e.g. a person confirms pending pixels.
+
+        Edits still in the undo history that wrote these pixels redo them in the new state, so
+        confirmed pixels that are undone and redone come back confirmed, not pending again.
+        """
+        prov = self.provenance
+        prov[indices] = np.uint8(state)
+        if indices and indices[0].size and self._steps:
+            shape = prov.shape
+            changed = np.ravel_multi_index(indices, shape)
+            for step in {id(st): st for st in self._steps.values()}.values():
+                hit = np.isin(np.ravel_multi_index(step.index, shape), changed)
+                if hit.any():
+                    step.after = np.where(hit, np.uint8(state), step.after).astype(np.uint8)
         self.changed.emit()
 
     def _on_paint(self, event) -> None:

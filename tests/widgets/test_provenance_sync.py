@@ -154,3 +154,18 @@ def test_2d_pending_commit_follows_undo_and_redo(make_napari_viewer, qtbot):
     _settle(qtbot)
     assert [r.area for r in prompt.regions] == [200]
     assert (labels.data[mask] == 2).all()
+
+
+def test_confirmed_voxels_come_back_confirmed_after_undo_and_redo(docks, qtbot):
+    viewer, volume, prompt, taxonomy, labels, z = docks
+    volume.set_slice_range(z, z + 1)
+    volume._method.value = "simple"
+    volume.propagate()
+    qtbot.waitUntil(lambda: volume._worker is None, timeout=300_000)
+    n = volume.confirm()
+    assert n > 0
+    labels.undo()
+    assert int((get_provenance(labels) != HUMAN).sum()) == 0
+    labels.redo()
+    assert int((get_provenance(labels) == AI_CONFIRMED).sum()) == n
+    assert _pending(labels) == 0

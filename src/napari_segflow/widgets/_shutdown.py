@@ -25,7 +25,7 @@ WAIT_S = 120.0
 
 
 def _started(worker) -> bool:
-    from superqt.utils._qthreading import WorkerBase
+    from superqt.utils import WorkerBase
 
     return worker in WorkerBase._worker_set or bool(getattr(worker, "is_running", False))
 
