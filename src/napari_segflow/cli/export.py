@@ -12,7 +12,7 @@ import numpy as np
 
 from napari_segflow.core.io import png_paths, read_png, write_png
 from napari_segflow.core.io.validate import ExportError
-from napari_segflow.core.provenance import pending_count, read_provenance
+from napari_segflow.core.provenance import ProvenanceError, pending_count, read_provenance
 from napari_segflow.core.taxonomy import Taxonomy, load_taxonomy
 
 FORMATS = ("png", "coco", "geotiff", "nifti")
@@ -226,14 +226,25 @@ def run(args: argparse.Namespace) -> int:
     prepare_output_folder(out_folder, inputs=[*args.inputs, *([args.like] if args.like else [])])
     items: list[LabelInput] = []
     failed = 0
+    unreadable: list[str] = []
     for path in args.inputs:
         try:
-            for item in read_labels(path):
+            got = read_labels(path)
+            for item in got:
+                # a damaged sidecar is a damaged input (ProvenanceError), not a refused one
                 check_provenance(item, require_confirmed=args.require_confirmed)
                 items.append(item)
-        except (ValueError, OSError) as exc:
+        except ProvenanceError as exc:
+            unreadable.append(str(exc))
+        except ExportError as exc:
             failed += 1
             print(f"{path}: {exc}")
+        except (ValueError, OSError) as exc:
+            unreadable.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+    if unreadable:
+        # a file that cannot be read is a mistake on the command line: nothing is written
+        more = f" (and {len(unreadable) - 1} more unreadable input(s))" if len(unreadable) > 1 else ""
+        raise ValueError(f"{unreadable[0]}{more}; nothing written")
     if items:
         check_destinations(args, items)
 
