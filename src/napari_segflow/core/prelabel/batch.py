@@ -545,7 +545,7 @@ def _write_outputs(
 def _remove_orphans(out_dir: str, stem: str, suffix: str) -> None:
     """After a failure: sidecars without their label file are not a result; remove them."""
     labels_path, prov_path, report_path = output_paths(out_dir, stem, suffix)
-    if labels_path.exists():
+    if labels_path.is_file():
         return  # an earlier complete result stays (a rerun finds it stale or valid)
     for p in (prov_path, report_path):
         with contextlib.suppress(OSError):
