@@ -91,7 +91,9 @@ def test_coco_images_that_lie_are_refused(tmp_path, image, fragment, segflow, re
 
 def test_a_coco_file_without_images_is_refused(tmp_path, segflow, refused):
     (tmp_path / "in.json").write_text('{"annotations": []}')
-    run = segflow("export", "--taxonomy", "land-use", "--out", tmp_path / "o", tmp_path / "in.json")
+    run = segflow(
+        "export", "--taxonomy", "land-use", "--out", tmp_path / "o", tmp_path / "in.json"
+    )
     refused(run, "export", "no 'images' list")
 
 
@@ -122,14 +124,19 @@ def test_read_coco_still_reads_real_files(shared_data):
 def test_a_jpeg_renamed_png_is_not_read_as_labels(tmp_path, segflow, refused):
     grey = np.random.default_rng(1).integers(0, 4, (32, 32), dtype=np.uint8)
     Image.fromarray(grey).save(tmp_path / "mask.png", format="JPEG")
-    run = segflow("export", "--taxonomy", "land-use", "--out", tmp_path / "o", tmp_path / "mask.png")
+    run = segflow(
+        "export", "--taxonomy", "land-use", "--out", tmp_path / "o", tmp_path / "mask.png"
+    )
     refused(run, "export", "content is JPEG, not PNG")
 
 
 def _png_header_only(width, height):
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
         )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)

@@ -161,7 +161,9 @@ def test_unknown_class_in_rate_is_refused(tmp_path, segflow, refused):
     d = tmp_path / "labels"
     d.mkdir()
     Image.fromarray(np.array([[0, 1], [2, 0]], np.uint8)).save(d / "a.png")
-    run = segflow("qa-sample", d, "--taxonomy", "nuclei", "--rate", "catz=0.5", "--out", tmp_path / "o")
+    run = segflow(
+        "qa-sample", d, "--taxonomy", "nuclei", "--rate", "catz=0.5", "--out", tmp_path / "o"
+    )
     refused(run, "qa-sample", "--rate", "'catz'")
 
 

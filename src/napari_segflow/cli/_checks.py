@@ -37,7 +37,9 @@ def check_writable_folder(folder: Path, *, option: str = "--out") -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise ValueError(f"{option} {folder}: cannot write there ({exc.strerror or exc})") from None
+        raise ValueError(
+            f"{option} {folder}: cannot write there ({exc.strerror or exc})"
+        ) from None
 
 
 def prepare_output_folder(

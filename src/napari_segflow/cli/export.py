@@ -243,7 +243,9 @@ def run(args: argparse.Namespace) -> int:
             unreadable.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
     if unreadable:
         # a file that cannot be read is a mistake on the command line: nothing is written
-        more = f" (and {len(unreadable) - 1} more unreadable input(s))" if len(unreadable) > 1 else ""
+        more = (
+            f" (and {len(unreadable) - 1} more unreadable input(s))" if len(unreadable) > 1 else ""
+        )
         raise ValueError(f"{unreadable[0]}{more}; nothing written")
     if items:
         check_destinations(args, items)

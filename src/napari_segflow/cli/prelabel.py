@@ -173,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
     if prompts is not None:
         unmatched = sorted(set(prompts) - set(images))
         for stem in unmatched[:20]:
-            print(f"not used: prompts for {stem!r} match no image in {args.images}", file=sys.stderr)
+            print(
+                f"not used: prompts for {stem!r} match no image in {args.images}", file=sys.stderr
+            )
         if len(unmatched) > 20:
             print(f"not used: {len(unmatched) - 20} more prompt keys", file=sys.stderr)
     options = RefineOptions(

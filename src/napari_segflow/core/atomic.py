@@ -103,7 +103,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     # keep the real suffix last so libraries that pick a format by extension still work
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.stem}.{os.getpid()}-", suffix=f".part{''.join(final.suffixes)}", dir=final.parent
+        prefix=f".{final.stem}.{os.getpid()}-",
+        suffix=f".part{''.join(final.suffixes)}",
+        dir=final.parent,
     )
     os.close(fd)
     tmp = Path(tmp_name)

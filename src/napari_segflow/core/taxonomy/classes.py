@@ -362,7 +362,9 @@ def taxonomy_from_dict(data: Any, *, source: str = "<taxonomy>") -> Taxonomy:
         or isinstance(ignore_id, bool)
         or not 0 <= ignore_id <= MAX_CLASS_ID
     ):
-        raise _fail(source, "'ignore_id'", f"{_brief(ignore_id)} is not an integer in 0..{MAX_CLASS_ID}")
+        raise _fail(
+            source, "'ignore_id'", f"{_brief(ignore_id)} is not an integer in 0..{MAX_CLASS_ID}"
+        )
 
     classes: list[LabelClass] = []
     seen_ids: dict[int, str] = {}
@@ -386,7 +388,9 @@ def taxonomy_from_dict(data: Any, *, source: str = "<taxonomy>") -> Taxonomy:
         if cid == ignore_id:
             raise _fail(source, where, f"id {cid} is the ignore_id")
         if cid in seen_ids:
-            raise _fail(source, where, f"duplicate id {cid} (also used by {_brief(seen_ids[cid])})")
+            raise _fail(
+                source, where, f"duplicate id {cid} (also used by {_brief(seen_ids[cid])})"
+            )
         if cname in seen_names:
             raise _fail(source, where, f"duplicate name {_brief(cname)}")
         if "color" not in entry:
@@ -430,13 +434,17 @@ def taxonomy_from_dict(data: Any, *, source: str = "<taxonomy>") -> Taxonomy:
         if pair[0] == pair[1]:
             raise _fail(source, where, f"rule pairs class {_brief(pair[0])} with itself")
         if frozenset(pair) in seen_pairs:
-            raise _fail(source, where, f"a rule for {_brief(pair[0])}/{_brief(pair[1])} is already written")
+            raise _fail(
+                source, where, f"a rule for {_brief(pair[0])}/{_brief(pair[1])} is already written"
+            )
         text = entry.get("text")
         if not isinstance(text, str) or not text.strip():
             raise _fail(source, where, "'text' missing or empty")
         resolve = entry.get("resolve_to")
         if resolve is not None and resolve not in pair:
-            raise _fail(source, where, f"resolve_to {_brief(resolve)} is not one of {_brief(list(pair))}")
+            raise _fail(
+                source, where, f"resolve_to {_brief(resolve)} is not one of {_brief(list(pair))}"
+            )
         seen_pairs.add(frozenset(pair))
         rules.append(ConflictRule((pair[0], pair[1]), text.strip(), resolve))
 
