@@ -180,8 +180,8 @@ def rle_counts(counts: str | bytes) -> list[int]:
 
     Examples
     --------
-    >>> rle_counts("52203")
-    [5, 2, 2, 0, 3]
+    >>> rle_counts("21100")  # pycocotools' encoding of [[0, 1, 1], [0, 0, 0]]
+    [2, 1, 1, 1, 1]
     """
     text = counts.decode("ascii") if isinstance(counts, bytes) else counts
     runs: list[int] = []
