@@ -222,3 +222,33 @@ def test_qa_report_with_20000_classes_is_bounded(tmp_path, segflow):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "'c3' is at IoU" in run.stdout  # the damaged class is found among 20,000
     assert run.seconds < 90
+
+
+# ------------------------------------------------------------------ taxonomy inside masks
+def test_a_big_taxonomy_is_not_copied_whole_into_every_png(tmp_path):
+    from PIL import Image as PILImage
+
+    from napari_segflow.core.io.png import (
+        TAXONOMY_HASH_CHUNK,
+        read_png_taxonomy,
+        taxonomy_digest,
+        write_png,
+    )
+    from napari_segflow.core.taxonomy import LabelClass, Taxonomy
+
+    lab = np.zeros((16, 16), np.uint8)
+    small = load_preset("land-use")
+    write_png(lab, tmp_path / "s.png", taxonomy=small)
+    assert read_png_taxonomy(tmp_path / "s.png") == small  # compact copy reads back
+    rng = np.random.default_rng(0)
+    big = Taxonomy(
+        "big",
+        tuple(
+            LabelClass(i, f"c{i}", (1, 2, 3), rng.bytes(60).hex())  # incompressible text
+            for i in range(1, 20001)
+        ),
+    )
+    write_png(lab, tmp_path / "b.png", taxonomy=big)
+    assert (tmp_path / "b.png").stat().st_size < 4096  # not 2.4 MB of text per mask
+    with PILImage.open(tmp_path / "b.png") as im:
+        assert im.text[TAXONOMY_HASH_CHUNK] == taxonomy_digest(big)
