@@ -83,10 +83,32 @@ def test_unmatched_prompt_keys_are_printed(tmp_path, segflow):
     p = _prompts(tmp_path, {"../a": [{"class": 1, "box": [1, 1, 4, 4]}]})
     run = segflow(
         "prelabel", imgs, "--prompts", p, "--taxonomy", "nuclei", "--out", tmp_path / "o",
-        "--workers", "0", "--no-progress", "--checkpoint", tmp_path / "missing.pt",
+        "--workers", "0", "--no-progress",
     )  # fmt: skip
-    # checked up front: the missing checkpoint stops the run before any image
-    assert run.returncode == 2 and "--checkpoint" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert "not used: prompts for '../a' match no image" in run.stderr
+    assert "not queued: a: no prompts for this image" in run.stderr
+    assert run.returncode == 1 and not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.parametrize("content", [None, b"not a checkpoint"])
+def test_a_bad_checkpoint_is_one_error_before_any_image(tmp_path, content, segflow, refused):
+    imgs = _images(tmp_path, ["a", "b", "c"])
+    (tmp_path / "coarse").mkdir()
+    for n in "abc":
+        Image.fromarray(np.pad(np.ones((4, 4), np.uint8), 6)).save(
+            tmp_path / "coarse" / f"{n}.png"
+        )
+    ckpt = tmp_path / "w.pth"
+    if content is not None:
+        ckpt.write_bytes(content)
+    run = segflow(
+        "prelabel", imgs, "--coarse", tmp_path / "coarse", "--taxonomy", "nuclei",
+        "--out", tmp_path / "o", "--checkpoint", ckpt, "--workers", "0", "--no-progress",
+    )  # fmt: skip
+    refused(run, "prelabel", "checkpoint" if content is None else "cannot load model")
+    assert "failed:" not in run.stderr + run.stdout  # not once per image
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("*.png"))
 
 
 def test_coco_file_names_with_dots_match_their_image(tmp_path):
