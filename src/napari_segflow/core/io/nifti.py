@@ -47,7 +47,11 @@ def read_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
     check_not_partial(p)
-    check_format(p, {"gzip", "nifti"})
+    try:
+        check_format(p, {"gzip", "nifti"})
+    except ValueError as exc:
+        detail = str(exc).removeprefix(f"{p}: ")
+        raise ValueError(f"{p}: not a readable NIfTI file ({detail})") from None
     try:
         img = nib.load(str(p))
         hdr = img.header
