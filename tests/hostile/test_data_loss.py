@@ -168,6 +168,17 @@ def test_atomic_temporaries_are_marked_and_never_read(tmp_path):
     assert not is_partial(tmp_path / "scene.tif")
 
 
+def test_a_geotiff_temporary_is_not_opened_as_a_raster(shared_data, tmp_path, segflow, refused):
+    from napari_segflow.core.io.geotiff import geotiff_info
+
+    part = tmp_path / ".scene.999999999-k.part.tif"
+    shutil.copy(shared_data / "spacenet_atlanta" / "sample_geotiff.tif", part)
+    with pytest.raises(ValueError, match="unfinished temporary file"):
+        geotiff_info(part)
+    run = segflow("export", "--taxonomy", "land-use", "--out", tmp_path / "o", part)
+    refused(run, "export", "unfinished temporary file")
+
+
 def test_readers_of_folders_skip_temporaries(tmp_path):
     from napari_segflow.core.io.labels import label_files
     from napari_segflow.core.prelabel.batch import image_files
