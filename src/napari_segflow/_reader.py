@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.io import read_png, read_png_taxonomy
-from .core.provenance import PROVENANCE_KEY, read_provenance
+from .core.provenance import PROVENANCE_KEY, ProvenanceError, read_provenance
 from .layers import labels_layer_kwargs
 
 _CITYSCAPES_SUFFIXES = ("_labelIds.png", "_labelTrainIds.png")
@@ -49,8 +49,15 @@ def get_png_labels_reader(path):
         kwargs["name"] = Path(p).stem
         # AI pre-labels (segflow prelabel) carry a provenance sidecar: their pixels open as
         # AI-pending, so the Click-to-segment dock lists them for explicit confirmation
-        provenance = read_provenance(p)
-        if provenance is not None and provenance.shape == data.shape:
+        try:
+            provenance = read_provenance(p, shape=data.shape)
+        except ProvenanceError as exc:
+            # the labels are still worth opening; a damaged sidecar is reported, not trusted
+            import warnings
+
+            warnings.warn(f"{exc}; opened without provenance", stacklevel=2)
+            provenance = None
+        if provenance is not None:
             kwargs.setdefault("metadata", {})[PROVENANCE_KEY] = provenance
         return [(data, kwargs, "labels")]
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from napari_segflow.core.io import png_paths, read_png, write_png
 from napari_segflow.core.io.validate import ExportError
-from napari_segflow.core.provenance import pending_count, read_provenance
+from napari_segflow.core.provenance import ProvenanceError, pending_count, read_provenance
 from napari_segflow.core.taxonomy import Taxonomy, load_taxonomy
 
 FORMATS = ("png", "coco", "geotiff", "nifti")
@@ -39,8 +39,17 @@ def _stem(path: Path) -> str:
 
 
 def read_labels(path: Path) -> list[LabelInput]:
-    """Read a label file by extension: PNG, TIFF/GeoTIFF, NPY, NIfTI, or COCO JSON (one per image)."""
+    """Read a label file by extension: PNG, TIFF/GeoTIFF, NPY, NIfTI, or COCO JSON (one per image).
+
+    The content must match the extension, and a temporary of an interrupted write is refused.
+    """
+    from napari_segflow.core.io.guard import check_format, check_not_partial
+
     name = path.name.lower()
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    check_not_partial(path)
+    check_format(path)
     if name.endswith(".png"):
         return [LabelInput(path, _stem(path), read_png(path))]
     if name.endswith((".tif", ".tiff")):
@@ -56,7 +65,9 @@ def read_labels(path: Path) -> list[LabelInput]:
 
         return [LabelInput(path, _stem(path), tifffile.imread(path))]
     if name.endswith(".npy"):
-        return [LabelInput(path, _stem(path), np.load(path, mmap_mode="r"))]
+        from napari_segflow.core.io.labels import read_npy
+
+        return [LabelInput(path, _stem(path), read_npy(path))]
     if name.endswith((".nii", ".nii.gz")):
         from napari_segflow.core.io.nifti import read_nifti
 
@@ -108,7 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def check_provenance(item: LabelInput, *, require_confirmed: bool) -> None:
     """Warn about (or refuse) AI-made pixels nobody confirmed, from the input's sidecar."""
-    pending = pending_count(read_provenance(item.path))
+    shape = None if item.path.suffix.lower() == ".json" else np.shape(item.labels)
+    pending = pending_count(read_provenance(item.path, shape=shape))
     if not pending:
         return
     msg = f"{item.path}: {pending} AI-labelled pixels are not confirmed"
@@ -154,18 +166,89 @@ def _write_one(args: argparse.Namespace, item: LabelInput, taxonomy: Taxonomy, s
     return [write_nifti(item.labels, dest, affine=affine, taxonomy=taxonomy)]
 
 
+def _coco_out(args: argparse.Namespace) -> Path:
+    return args.out if args.out.suffix.lower() == ".json" else args.out / "annotations.json"
+
+
+def _planned(args: argparse.Namespace, items: list[LabelInput]) -> list[Path]:
+    """Every file the export will write, known before anything is written."""
+    if args.format == "coco":
+        return [_coco_out(args)]
+    single = len(items) == 1
+    if args.format == "png":
+        out = []
+        for item in items:
+            index_path, color_path = png_paths(args.out, item.name, cityscapes=args.cityscapes)
+            out += [index_path, color_path] if args.color else [index_path]
+        return out
+    return [_destination(args, item, single) for item in items]
+
+
+def check_destinations(args: argparse.Namespace, items: list[LabelInput]) -> None:
+    """Refuse, before writing anything, an export that would replace an input or its neighbour.
+
+    An output may not be an input or the ``--like`` source (same resolved path or same file),
+    two inputs may not map to one output, and an existing file in an input's folder is never
+    replaced (``--out .`` beside ``a.tif`` must not overwrite the photo ``a.png``).
+    """
+    from napari_segflow.cli._checks import check_writable_folder, refuse_overwrite
+
+    sources = [Path(p) for p in args.inputs]
+    if args.like:
+        sources.append(Path(args.like))
+    planned = _planned(args, items)
+    refuse_overwrite(planned, sources)
+    seen: dict[Path, Path] = {}
+    for dest in planned:
+        key = dest.resolve()
+        if key in seen:
+            raise ValueError(f"two inputs would both be written to {dest}; rename one")
+        seen[key] = dest
+    input_dirs = {p.resolve().parent for p in sources}
+    for dest in planned:
+        if dest.exists() and dest.resolve().parent in input_dirs:
+            raise ValueError(
+                f"--out: {dest} exists beside the inputs and would be replaced; "
+                "choose an output folder of its own"
+            )
+    folder = planned[0].parent if planned else args.out
+    check_writable_folder(folder)
+
+
 def run(args: argparse.Namespace) -> int:
+    from napari_segflow.cli._checks import prepare_output_folder
+
     taxonomy = load_taxonomy(args.taxonomy)
+    if args.like and not Path(args.like).is_file():
+        raise ValueError(f"--like {args.like}: no such file")
+    out_is_file = args.out.name.lower().endswith((".json", ".tif", ".tiff", ".nii", ".nii.gz"))
+    out_folder = args.out.parent if out_is_file else args.out
+    prepare_output_folder(out_folder, inputs=[*args.inputs, *([args.like] if args.like else [])])
     items: list[LabelInput] = []
     failed = 0
+    unreadable: list[str] = []
     for path in args.inputs:
         try:
-            for item in read_labels(path):
+            got = read_labels(path)
+            for item in got:
+                # a damaged sidecar is a damaged input (ProvenanceError), not a refused one
                 check_provenance(item, require_confirmed=args.require_confirmed)
                 items.append(item)
-        except (ValueError, OSError) as exc:
+        except ProvenanceError as exc:
+            unreadable.append(str(exc))
+        except ExportError as exc:
             failed += 1
             print(f"{path}: {exc}")
+        except (ValueError, OSError) as exc:
+            unreadable.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+    if unreadable:
+        # a file that cannot be read is a mistake on the command line: nothing is written
+        more = (
+            f" (and {len(unreadable) - 1} more unreadable input(s))" if len(unreadable) > 1 else ""
+        )
+        raise ValueError(f"{unreadable[0]}{more}; nothing written")
+    if items:
+        check_destinations(args, items)
 
     if args.format == "coco":
         # one file for every image: any refused input means nothing is written
@@ -174,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         from napari_segflow.core.io.coco import write_coco
 
-        out = args.out if args.out.suffix.lower() == ".json" else args.out / "annotations.json"
+        out = _coco_out(args)
         names = [i.path.name if i.path.suffix.lower() != ".json" else i.name for i in items]
         if len(set(names)) != len(names):
             raise ValueError("two inputs have the same file name; COCO image names must differ")

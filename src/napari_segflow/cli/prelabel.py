@@ -128,6 +128,7 @@ def _window(text: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_segflow.cli._checks import prepare_output_folder
     from napari_segflow.core.prelabel.batch import (
         PrelabelJob,
         image_files,
@@ -136,9 +137,21 @@ def run(args: argparse.Namespace) -> int:
     )
     from napari_segflow.core.prelabel.prompts import read_coco_prompts, read_prompts_json
     from napari_segflow.core.segment import available_models
+    from napari_segflow.core.segment.preprocess import resolve_window
     from napari_segflow.core.taxonomy import load_taxonomy
 
     quiet_dask(getattr(args, "verbose", False))
+    # everything a user can get wrong is checked here, before any image is read
+    sources = [args.images, args.coarse, args.coco, args.prompts]
+    if Path(args.taxonomy).exists():
+        sources.append(Path(args.taxonomy))
+    prepare_output_folder(args.out, inputs=[s for s in sources if s is not None])
+    try:
+        resolve_window(_window(args.window))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--window: {exc}") from None
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise ValueError(f"--checkpoint {args.checkpoint}: no such file")
     taxonomy = load_taxonomy(args.taxonomy)
     if args.model not in available_models():
         raise ValueError(
@@ -157,6 +170,14 @@ def run(args: argparse.Namespace) -> int:
     tasks, problems = make_tasks(images, coarse_dir=args.coarse, prompts=prompts)
     for stem, why in problems.items():
         print(f"not queued: {stem}: {why}", file=sys.stderr)
+    if prompts is not None:
+        unmatched = sorted(set(prompts) - set(images))
+        for stem in unmatched[:20]:
+            print(
+                f"not used: prompts for {stem!r} match no image in {args.images}", file=sys.stderr
+            )
+        if len(unmatched) > 20:
+            print(f"not used: {len(unmatched) - 20} more prompt keys", file=sys.stderr)
     options = RefineOptions(
         min_iou=args.min_iou,
         band=args.band,
@@ -201,8 +222,10 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     rate = summary.images_per_second
+    stale = f" (redone as stale: {len(summary.stale)})" if summary.stale else ""
     print(
-        f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}"
+        f"done {len(summary.done)}{stale}, skipped {len(summary.skipped)}, "
+        f"failed {len(summary.failed)}"
         f" in {time.perf_counter() - t0:.1f} s"
         + (f" ({rate:.2f} images/s)" if summary.done else "")
     )

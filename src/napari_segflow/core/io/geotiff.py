@@ -67,6 +67,9 @@ def geotiff_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
+    from .guard import check_not_partial
+
+    check_not_partial(p)  # GDAL opens a killed writer's temporary as a zero-filled raster
     try:
         with warnings.catch_warnings():
             # plain TIFFs are legal input here; is_georeferenced() tells the caller

@@ -44,6 +44,7 @@ __all__ = [
 
 #: Status of an object in :class:`ObjectResult`.
 REFINED = "refined"  # the model's boundary was kept (changed pixels are AI-pending)
+UNCHANGED = "unchanged"  # counted apart: the model agreed with the coarse shape exactly
 KEPT = "kept"  # the model disagreed with the coarse shape: coarse kept, flagged for review
 COPIED = "copied"  # class has ai_assist false: copied untouched
 ADDED = "added"  # box/points-only prompt: the model's mask was painted
@@ -226,10 +227,16 @@ class PrelabelResult:
         return [o for o in self.objects if o.flagged]
 
     def counts(self) -> dict[str, int]:
-        """``{status: number of objects}``."""
+        """``{status: number of objects}``.
+
+        ``"refined"`` counts only objects whose pixels the model changed; an object the model
+        agreed with exactly (status ``"refined"``, ``changed == 0``) counts as ``"unchanged"``,
+        so a summary's "refined N" is what a reviewer will find changed.
+        """
         out: dict[str, int] = {}
         for o in self.objects:
-            out[o.status] = out.get(o.status, 0) + 1
+            key = UNCHANGED if o.status == REFINED and o.changed == 0 else o.status
+            out[key] = out.get(key, 0) + 1
         return out
 
     def to_dict(self) -> dict:

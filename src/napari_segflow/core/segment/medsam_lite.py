@@ -38,6 +38,7 @@ class MedSAMLite(CachedModel):
     supports_points = False
     supports_boxes = True
     mask_input_size = _SIZE
+    feature_shapes = {"image_embed": (1, 256, 64, 64)}
 
     def __init__(self, checkpoint=None, **kwargs) -> None:
         super().__init__(**kwargs)
