@@ -53,7 +53,7 @@ from napari_segflow.layers import (
     track_provenance,
 )
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
-from napari_segflow.widgets._torch import prepare_torch
+from napari_segflow.widgets._torch import prepare_torch, warm_up
 
 __all__ = ["PromptWidget"]
 
@@ -583,6 +583,7 @@ class PromptWidget(QWidget):
     def _embed_job(self, name: str, pixels: np.ndarray, window=None):
         model = self._models.get(name)
         if model is None:
+            warm_up()  # torch's import and the model's build stay in this worker thread
             model = load_model(name)
             self._models[name] = model
         return model, model.embed(pixels, window=window)

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 from napari_segflow.core.segment.volume import Prompt, PropagationCancelled
 from napari_segflow.layers_volume import commit_propagation, confirm_edit, withdraw_edit
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
-from napari_segflow.widgets._torch import prepare_torch
+from napari_segflow.widgets._torch import prepare_torch, warm_up
 
 __all__ = ["VolumeWidget"]
 
@@ -186,6 +186,7 @@ class VolumeWidget(QWidget):
         if name not in self._models:
             from napari_segflow.core.segment import load_model
 
+            warm_up()  # called from the worker thread: torch's import stays off the GUI thread
             self._models[name] = load_model(name)
         return self._models[name]
 

@@ -12,8 +12,17 @@ most four (the encoder stops scaling there, and napari itself needs cores to sta
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["THREADS_ENV", "available_cores", "default_threads", "get_threads", "set_threads"]
+__all__ = [
+    "THREADS_ENV",
+    "available_cores",
+    "default_threads",
+    "get_threads",
+    "set_threads",
+    "using_threads",
+]
 
 THREADS_ENV = "SEGFLOW_THREADS"
 _threads: int | None = None
@@ -71,3 +80,22 @@ def set_threads(n: int | None) -> int:
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(value)
     return value
+
+
+@contextmanager
+def using_threads(n: int | None) -> Iterator[int]:
+    """Run a block with ``n`` threads per model call, then restore the previous setting.
+
+    Examples
+    --------
+    >>> with using_threads(3) as n:
+    ...     n, get_threads()
+    (3, 3)
+    """
+    global _threads
+    before = _threads
+    value = set_threads(n)
+    try:
+        yield value
+    finally:
+        set_threads(before)
