@@ -53,14 +53,12 @@ def read_labels(path: Path) -> list[LabelInput]:
     if name.endswith(".png"):
         return [LabelInput(path, _stem(path), read_png(path))]
     if name.endswith((".tif", ".tiff")):
-        from napari_segflow.core.io.geotiff import geotiff_info, is_georeferenced
+        from napari_segflow.core.io.geotiff import geotiff_info, is_georeferenced, open_band
 
         info = geotiff_info(path)
         if is_georeferenced(info):
-            import rasterio
-
-            with rasterio.open(path) as src:
-                return [LabelInput(path, _stem(path), src.read(1), georef=info)]
+            # read in windows while writing: memory stays bounded at any raster size
+            return [LabelInput(path, _stem(path), open_band(path), georef=info)]
         import tifffile
 
         return [LabelInput(path, _stem(path), tifffile.imread(path))]

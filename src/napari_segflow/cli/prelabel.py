@@ -13,8 +13,12 @@ from napari_segflow.core.prelabel.refine import RefineOptions
 _DEFAULTS = RefineOptions()
 
 
-def add_cluster_arguments(p: argparse.ArgumentParser, *, default_workers: int) -> None:
-    """``--scheduler`` and ``--workers``, shared by every dataset-scale command."""
+def add_cluster_arguments(p: argparse.ArgumentParser, *, default_workers: int | None) -> None:
+    """``--scheduler`` and ``--workers``, shared by every dataset-scale command.
+
+    ``default_workers=None``: the command picks a count from the machine ("auto").
+    """
+    shown = "auto, from cores, memory and images" if default_workers is None else default_workers
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -25,7 +29,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser, *, default_workers: int) -
         type=int,
         default=default_workers,
         help=f"without --scheduler: local worker processes, 0 = serial in this process "
-        f"(default {default_workers})",
+        f"(default {shown})",
     )
 
 
@@ -109,8 +113,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="accept changes without stronger image edges along the new boundary",
     )
-    add_cluster_arguments(p, default_workers=2)
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (1)")
+    add_cluster_arguments(p, default_workers=None)
+    p.add_argument(
+        "--threads", type=int, default=1, help="threads per image, torch or ONNX Runtime (1)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -157,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"unknown model {args.model!r}; available: {', '.join(available_models())}"
         )
-    if args.workers < 0 or args.threads < 1:
+    if (args.workers is not None and args.workers < 0) or args.threads < 1:
         raise ValueError("--workers must be >= 0 and --threads >= 1")
     images = image_files(args.images)
     if not images:
@@ -209,13 +215,18 @@ def run(args: argparse.Namespace) -> int:
             msg = f"failed: {outcome.stem}: {outcome.reason}"
             (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
 
+    workers = args.workers
+    if workers is None and args.scheduler is None:
+        from napari_segflow.core.prelabel.workers import default_workers
+
+        workers = default_workers(len(tasks), threads=args.threads)
     t0 = time.perf_counter()
     try:
         summary = run_prelabel(
             job,
             tasks,
             scheduler=args.scheduler,
-            workers=args.workers,
+            workers=workers,
             progress=progress,
         )
     finally:

@@ -55,7 +55,7 @@ from napari_segflow.layers import (
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 from napari_segflow.widgets._messages import model_error
 from napari_segflow.widgets._shutdown import stop_workers_on_close
-from napari_segflow.widgets._torch import prepare_torch
+from napari_segflow.widgets._torch import prepare_torch, warm_up
 
 __all__ = ["PromptWidget"]
 
@@ -595,6 +595,7 @@ class PromptWidget(QWidget):
     def _embed_job(self, name: str, pixels: np.ndarray, window=None):
         model = self._models.get(name)
         if model is None:
+            warm_up()  # torch's import and the model's build stay in this worker thread
             model = load_model(name)
             self._models[name] = model
         return model, model.embed(pixels, window=window)

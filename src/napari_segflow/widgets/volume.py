@@ -33,7 +33,7 @@ from napari_segflow.layers_volume import commit_propagation, confirm_edit, withd
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 from napari_segflow.widgets._messages import model_error
 from napari_segflow.widgets._shutdown import stop_workers_on_close
-from napari_segflow.widgets._torch import prepare_torch
+from napari_segflow.widgets._torch import prepare_torch, warm_up
 
 __all__ = ["VolumeWidget"]
 
@@ -195,6 +195,7 @@ class VolumeWidget(QWidget):
         if name not in self._models:
             from napari_segflow.core.segment import load_model
 
+            warm_up()  # called from the worker thread: torch's import stays off the GUI thread
             self._models[name] = load_model(name)
         return self._models[name]
 

@@ -473,16 +473,14 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
         lock = None
         if model is None:
             model, lock = _model_for(job)
-        import torch
+        from napari_segflow.core.segment.threads import using_threads
 
-        before = torch.get_num_threads()
         if lock is not None:
             lock.acquire()
         try:
-            torch.set_num_threads(job.torch_threads)
-            result = run(model)
+            with using_threads(job.torch_threads):  # torch and ONNX Runtime alike
+                result = run(model)
         finally:
-            torch.set_num_threads(before)
             if lock is not None:
                 lock.release()
         paths = output_paths(job.out_dir, task.stem, volume_suffix(kind))
