@@ -28,6 +28,7 @@ class LabelInput:
     labels: Any
     georef: dict | None = None  # geotiff_info of a georeferenced input
     affine: np.ndarray | None = None  # NIfTI input
+    provenance: np.ndarray | None = None  # the input's provenance sidecar, when it has one
 
 
 def _stem(path: Path) -> str:
@@ -116,9 +117,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_provenance(item: LabelInput, *, require_confirmed: bool) -> None:
-    """Warn about (or refuse) AI-made pixels nobody confirmed, from the input's sidecar."""
+    """Warn about (or refuse) AI-made pixels nobody confirmed, from the input's sidecar.
+
+    The sidecar is kept on ``item`` so that the export carries it beside its output.
+    """
     shape = None if item.path.suffix.lower() == ".json" else np.shape(item.labels)
-    pending = pending_count(read_provenance(item.path, shape=shape))
+    record = read_provenance(item.path, shape=shape)
+    pending = pending_count(record)
+    # one COCO file's sidecar does not describe each of its images: carried only when it fits
+    fits = record is not None and record.shape == np.shape(item.labels)
+    item.provenance = record if fits else None
     if not pending:
         return
     msg = f"{item.path}: {pending} AI-labelled pixels are not confirmed"
@@ -162,6 +170,21 @@ def _write_one(args: argparse.Namespace, item: LabelInput, taxonomy: Taxonomy, s
             f"warning: {item.path}: no --like volume, writing an identity affine", file=sys.stderr
         )
     return [write_nifti(item.labels, dest, affine=affine, taxonomy=taxonomy)]
+
+
+def _carry_provenance(item: LabelInput, output: Path) -> list[str]:
+    """Write the input's provenance beside ``output`` (as the napari writers do); drop a stale one.
+
+    Without this, AI-pending pixels would look human-made once the exported file is reopened.
+    """
+    from napari_segflow.core.provenance import sidecar_path, write_provenance
+
+    if item.provenance is not None:
+        return [str(write_provenance(output, item.provenance))]
+    stale = sidecar_path(output)
+    if stale.exists():
+        stale.unlink()  # an earlier export's record would describe other labels
+    return []
 
 
 def _coco_out(args: argparse.Namespace) -> Path:
@@ -265,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
             taxonomy=taxonomy,
             instances=args.instances,
         )
-        print(f"{len(items)} image(s) -> {out}")
+        carried = _carry_provenance(items[0], out) if len(items) == 1 else []
+        print(f"{len(items)} image(s) -> {', '.join([str(out), *carried])}")
         return 0
 
     single = len(items) == 1
@@ -276,5 +300,6 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             print(f"{item.path}: {exc}")
             continue
-        print(f"{item.path} -> {', '.join(map(str, written))}")
+        written = [*map(str, written), *_carry_provenance(item, Path(written[0]))]
+        print(f"{item.path} -> {', '.join(written)}")
     return 1 if failed else 0
