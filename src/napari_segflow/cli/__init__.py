@@ -23,6 +23,7 @@ _COMMANDS = [
     "rules_check",
     "polygon_check",
     "prelabel",
+    "learn",
 ]
 
 

@@ -42,14 +42,22 @@ def medsam():
 def mr_taxonomy():
     from napari_segflow.core.taxonomy import taxonomy_from_dict
 
-    colors = ["#aa5500", "#aa00aa", "#00aa00", "#ffaa00", "#55aaff", "#ffffff", "#ff0000",
-              "#884444", "#00ffaa"]
+    colors = [
+        "#aa5500",
+        "#aa00aa",
+        "#00aa00",
+        "#ffaa00",
+        "#55aaff",
+        "#ffffff",
+        "#ff0000",
+        "#884444",
+        "#00ffaa",
+    ]
     return taxonomy_from_dict(
         {
             "name": "abdomen-groups",
             "classes": [
-                {"id": i + 1, "name": name, "color": colors[i]}
-                for i, name in enumerate(MR_GROUPS)
+                {"id": i + 1, "name": name, "color": colors[i]} for i, name in enumerate(MR_GROUPS)
             ],
         }
     )

@@ -26,7 +26,11 @@ def test_array_forest_matches_sklearn_on_real_features(nuclei):
     x, y, pick = _training(nuclei)
     forest = fit_forest(x[pick], y[pick], n_classes=2, n_trees=8, max_depth=10, random_state=3)
     ref = RandomForestClassifier(
-        n_estimators=8, max_depth=10, min_samples_leaf=2, max_features="sqrt", n_jobs=1,
+        n_estimators=8,
+        max_depth=10,
+        min_samples_leaf=2,
+        max_features="sqrt",
+        n_jobs=1,
         random_state=3,
     ).fit(x[pick], y[pick])
     ours = forest.predict_proba(x, chunk=10000)

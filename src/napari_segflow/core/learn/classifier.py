@@ -293,9 +293,7 @@ class PixelClassifier:
         """Names of the features the fitted model uses, in order."""
         if self.n_channels is None:
             raise ValueError("the classifier is not fitted")
-        names = bank_names(
-            self.sigmas, ndim=3 if self.volumetric else 2, channels=self.n_channels
-        )
+        names = bank_names(self.sigmas, ndim=3 if self.volumetric else 2, channels=self.n_channels)
         if self.embeddings:
             names += [f"medsam-lite:pc{i}" for i in range(self.components)]
         return names
@@ -621,8 +619,7 @@ class PixelClassifier:
         ]
         if len(units) < 2:
             raise ValueError(
-                "cross-validation needs at least 2 annotated images or slices, "
-                f"got {len(units)}"
+                f"cross-validation needs at least 2 annotated images or slices, got {len(units)}"
             )
         k = max(2, min(int(folds), len(units)))
         groups = [units[f::k] for f in range(k)]
@@ -713,9 +710,7 @@ class PixelClassifier:
         atomic_write_with(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], *, taxonomy=None, model=None
-    ) -> PixelClassifier:
+    def load(cls, path: str | os.PathLike[str], *, taxonomy=None, model=None) -> PixelClassifier:
         """Read a model file written by :meth:`save`.
 
         Parameters
@@ -770,7 +765,9 @@ class PixelClassifier:
         clf.classes = np.asarray(data["classes"], dtype=np.int64)
         clf.forest = ArrayForest.from_arrays(data)
         if clf.forest.n_classes != clf.classes.size:
-            raise ValueError(f"{name}: {clf.classes.size} classes but the forest has {clf.forest.n_classes}")
+            raise ValueError(
+                f"{name}: {clf.classes.size} classes but the forest has {clf.forest.n_classes}"
+            )
         if int(clf.forest.feature.max()) >= len(meta["features"]):
             raise ValueError(f"{name}: the forest tests features this model does not have")
         if clf.embeddings:

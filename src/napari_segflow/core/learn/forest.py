@@ -162,7 +162,9 @@ def fit_forest(
     # threshold towards -inf keeps "x <= t" the same for every float32 x
     thr = np.concatenate(thrs)
     thr32 = thr.astype(np.float32)
-    thr32 = np.where(thr32.astype(np.float64) > thr, np.nextafter(thr32, np.float32(-np.inf)), thr32)
+    thr32 = np.where(
+        thr32.astype(np.float64) > thr, np.nextafter(thr32, np.float32(-np.inf)), thr32
+    )
     return ArrayForest(
         left=np.concatenate(lefts).astype(np.int32),
         right=np.concatenate(rights).astype(np.int32),
