@@ -232,7 +232,7 @@ class PixelClassifier:
         *,
         sigmas: Sequence[float] = (1.0, 2.0, 4.0),
         embeddings: bool = True,
-        components: int = 16,
+        components: int = 32,
         n_trees: int = 32,
         max_depth: int = 16,
         min_samples_leaf: int = 2,
@@ -240,7 +240,7 @@ class PixelClassifier:
         window: Any = "auto",
         taxonomy=None,
         model=None,
-        smooth: float = 0.0,
+        smooth: float = 1.0,
         random_state: int = 0,
     ) -> None:
         from napari_segflow.core.segment.preprocess import resolve_window
@@ -429,14 +429,12 @@ class PixelClassifier:
             self._fit_projection(np.concatenate(vecs))
         rng = np.random.default_rng(self.random_state)
         xs, ys = [], []
-        index = {int(c): i for i, c in enumerate(self.classes)}
-        lut_size = int(max(int(self.classes.max()), unlabelled)) + 1
-        lut = np.full(lut_size, -1, dtype=np.int64)
-        for c, i in index.items():
-            lut[c] = i
         for it, lab, zs in zip(items, labs, annotated, strict=True):
             for start, stop, feats in self._features(it, slices=zs):
-                y = lut[lab[start:stop].reshape(-1).astype(np.int64)]
+                flat = lab[start:stop].reshape(-1)
+                known = flat != unlabelled
+                y = np.full(flat.shape, -1, dtype=np.int64)
+                y[known] = np.searchsorted(self.classes, flat[known])
                 keep = np.flatnonzero(y >= 0)
                 keep = _balanced(keep, y[keep], self.samples_per_class, rng)
                 xs.append(feats.reshape(-1, feats.shape[-1])[keep])
