@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from napari_segflow.core.learn import PixelClassifier
 
@@ -25,9 +24,10 @@ def test_mr_three_slices_filter_bank(mr_volume, mr_train_slices, group_ious):
     assert 0 <= res.confidence.min() and res.confidence.max() <= 1
     test = [z for z in range(image.shape[0]) if z not in mr_train_slices]
     ious = group_ious(gold[test], res.labels[test])
-    # measured 0.53 mean over the 9 groups on the 17 unlabelled slices (liver 0.82)
-    assert np.nanmean(ious) > 0.48
-    assert ious[0] > 0.75
+    # measured 0.616 mean over the 9 groups on the 17 unlabelled slices (liver 0.843), with the
+    # default probability smoothing; 0.533 without it (benchmarks/bench_learn.py)
+    assert np.nanmean(ious) > 0.56
+    assert ious[0] > 0.78
     # the labelled slices are learned, not copied: still close to the labels there
     assert np.mean(res.labels[list(mr_train_slices)] == gold[list(mr_train_slices)]) > 0.9
 
@@ -44,7 +44,7 @@ def test_mr_encoder_embeddings_help(mr_volume, mr_train_slices, group_ious, meds
         np.nanmean(group_ious(gold[held], a)),
         np.nanmean(group_ious(gold[held], b)),
     )
-    # measured on these slices: 0.68 with the embeddings, 0.55 without
+    # measured on these slices: 0.669 with the embeddings, 0.560 without
     assert iou_emb > 0.62
     assert iou_emb > iou_bank + 0.05
     # embeddings go through the engine's cache, keyed by the volume's window as the engine
@@ -107,12 +107,3 @@ def test_save_and_load_give_the_same_predictions(nuclei, tmp_path):
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.confidence, b.confidence)
     assert again.feature_names() == clf.feature_names()
-
-
-@pytest.mark.parametrize("smooth", [1.0])
-def test_smoothing_probabilities_keeps_shapes_and_range(mr_volume, mr_train_slices, smooth):
-    image, gold = mr_volume
-    clf = PixelClassifier(embeddings=False, n_trees=8, smooth=smooth)
-    res = clf.fit([image], [_sparse(gold, mr_train_slices)]).predict(image)
-    assert res.labels.shape == image.shape
-    assert 0 <= res.confidence.min() and res.confidence.max() <= 1 + 1e-6
