@@ -186,20 +186,31 @@ class PrelabelWidget(QWidget):
         return images, [np.where(lab < 0, unlabelled, lab) for lab in labels], unlabelled
 
     def _new_classifier(self) -> PixelClassifier:
+        if self._embeddings.value:
+            from napari_segflow.widgets._torch import prepare_torch
+
+            prepare_torch()  # on the main thread, before the worker builds the model
         return PixelClassifier(
-            embeddings=bool(self._embeddings.value),
-            taxonomy=self._taxonomy(),
-            model=self._engine_model() if self._embeddings.value else None,
+            embeddings=bool(self._embeddings.value), taxonomy=self._taxonomy(), model=self._engine
         )
 
     def _engine_model(self):
+        """The engine model (built once, in the worker that first needs it; shared after)."""
         if self._engine is None:
             from napari_segflow.core.segment import load_model
-            from napari_segflow.widgets._torch import prepare_torch
 
-            prepare_torch()
             self._engine = load_model("medsam-lite")
         return self._engine
+
+    def _with_engine(self, clf: PixelClassifier, work):
+        """Run ``work()`` after giving ``clf`` the shared engine model (in the worker)."""
+
+        def job():
+            if clf.embeddings and clf.model is None:
+                clf.model = self._engine_model()
+            return work()
+
+        return job
 
     # ------------------------------------------------------------------ running
     def _start(self, job, on_done, desc: str) -> None:
@@ -224,7 +235,8 @@ class PrelabelWidget(QWidget):
     def train(self) -> PixelClassifier:
         """Train now (blocking) on the painted pixels; the widget keeps the classifier."""
         images, labels, unlabelled = self._training_set()
-        clf = self._new_classifier().fit(images, labels, unlabelled=unlabelled)
+        clf = self._new_classifier()
+        clf = self._with_engine(clf, lambda: clf.fit(images, labels, unlabelled=unlabelled))()
         self._trained(clf)
         return clf
 
@@ -236,7 +248,10 @@ class PrelabelWidget(QWidget):
             show_error(str(exc))
             return
         self._start(
-            lambda: clf.fit(images, labels, unlabelled=unlabelled, cancelled=self._cancelled),
+            self._with_engine(
+                clf,
+                lambda: clf.fit(images, labels, unlabelled=unlabelled, cancelled=self._cancelled),
+            ),
             self._trained,
             "Training the pixel classifier",
         )
@@ -250,7 +265,10 @@ class PrelabelWidget(QWidget):
     def measure(self):
         """Cross-validate now (blocking) and show the IoU table and the AI gate."""
         images, labels, unlabelled = self._training_set()
-        cv = self._new_classifier().cross_validate(images, labels, unlabelled=unlabelled)
+        clf = self._new_classifier()
+        cv = self._with_engine(
+            clf, lambda: clf.cross_validate(images, labels, unlabelled=unlabelled)
+        )()
         self._show_cv(cv)
         return cv
 
@@ -262,8 +280,11 @@ class PrelabelWidget(QWidget):
             show_error(str(exc))
             return
         self._start(
-            lambda: clf.cross_validate(
-                images, labels, unlabelled=unlabelled, cancelled=self._cancelled
+            self._with_engine(
+                clf,
+                lambda: clf.cross_validate(
+                    images, labels, unlabelled=unlabelled, cancelled=self._cancelled
+                ),
             ),
             self._show_cv,
             "Measuring per-class IoU",
@@ -316,7 +337,9 @@ class PrelabelWidget(QWidget):
         slices = None if whole else self._plane_slices(target)
         clf = self.classifier
         return (
-            lambda: clf.predict(image, slices=slices, cancelled=self._cancelled),
+            self._with_engine(
+                clf, lambda: clf.predict(image, slices=slices, cancelled=self._cancelled)
+            ),
             target,
             slices,
         )
@@ -429,5 +452,8 @@ class PrelabelWidget(QWidget):
             show_error(str(exc))
             return
         if clf.embeddings:
-            clf.model = self._engine_model()
+            from napari_segflow.widgets._torch import prepare_torch
+
+            prepare_torch()
+            clf.model = self._engine  # None: built by the first prediction's worker
         self._trained(clf)

@@ -127,3 +127,18 @@ def test_failed_save_writes_nothing(fitted, tmp_path):
 def test_predict_before_fit():
     with pytest.raises(ValueError, match="not fitted"):
         PixelClassifier(embeddings=False).predict(np.zeros((8, 8)))
+
+
+def test_window_objects_are_stored_as_plain_values(small, tmp_path):
+    from napari_segflow.core.segment import Percentile, Window
+
+    img, strokes = small
+    clf = PixelClassifier(embeddings=False, n_trees=2, window=Window(60, 120))
+    clf.fit([img], [strokes]).save(tmp_path / "w.npz")
+    again = PixelClassifier.load(tmp_path / "w.npz")
+    assert again.window == (60.0, 120.0)
+    np.testing.assert_array_equal(again.predict(img).labels, clf.predict(img).labels)
+    odd = PixelClassifier(embeddings=False, n_trees=2, window=Percentile(2, 98))
+    with pytest.raises(ValueError, match="only the default Percentile"):
+        odd.fit([img], [strokes]).save(tmp_path / "p.npz")
+    assert not (tmp_path / "p.npz").exists()

@@ -276,6 +276,16 @@ class PixelClassifier:
 
     # ------------------------------------------------------------------ description
     def options(self) -> dict:
+        """The constructor options as plain JSON values (stored in the model file)."""
+        from napari_segflow.core.segment.preprocess import Percentile, Window
+
+        window = self.window
+        if isinstance(window, Window):
+            window = [float(window.level), float(window.width)]
+        elif isinstance(window, Percentile):
+            if window != Percentile(0.5, 99.5):
+                raise ValueError("only the default Percentile(0.5, 99.5) window can be stored")
+            window = "percentile"
         return {
             "sigmas": list(self.sigmas),
             "embeddings": self.embeddings,
@@ -284,7 +294,7 @@ class PixelClassifier:
             "max_depth": self.max_depth,
             "min_samples_leaf": self.min_samples_leaf,
             "samples_per_class": self.samples_per_class,
-            "window": list(self.window) if isinstance(self.window, tuple) else self.window,
+            "window": list(window) if isinstance(window, tuple) else window,
             "smooth": self.smooth,
             "random_state": self.random_state,
         }
@@ -619,6 +629,8 @@ class PixelClassifier:
             raise ValueError(
                 f"cross-validation needs at least 2 annotated images or slices, got {len(units)}"
             )
+        if self.embeddings:
+            self._engine()  # one engine (and embedding cache) for every fold
         k = max(2, min(int(folds), len(units)))
         groups = [units[f::k] for f in range(k)]
         inter: dict[int, int] = {}
