@@ -24,6 +24,7 @@ _COMMANDS = [
     "polygon_check",
     "prelabel",
     "project",
+    "learn",
 ]
 
 

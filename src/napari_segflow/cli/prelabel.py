@@ -71,6 +71,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument(
         "--prompts", type=Path, help="segflow-prompts/1 JSON of boxes/points per class"
     )
+    src.add_argument(
+        "--classifier",
+        type=Path,
+        metavar="MODEL",
+        help="pixel-classifier file from `segflow learn train`: pre-label every image with it "
+        "(classes with ai_assist false are skipped)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        help="with --classifier: pixels below this confidence stay unlabelled (0.5)",
+    )
     p.add_argument("--taxonomy", required=True, help="taxonomy file or preset name")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--model", default="medsam-lite", help="model name (default medsam-lite)")
@@ -173,7 +186,18 @@ def run(args: argparse.Namespace) -> int:
         prompts = read_coco_prompts(args.coco, taxonomy=taxonomy)
     elif args.prompts is not None:
         prompts = read_prompts_json(args.prompts, taxonomy=taxonomy)
-    tasks, problems = make_tasks(images, coarse_dir=args.coarse, prompts=prompts)
+    classifier = None
+    if args.classifier is not None:
+        from napari_segflow.core.prelabel.batch import ImageTask
+        from napari_segflow.core.prelabel.classifier import load_classifier
+
+        if not 0 <= args.min_confidence <= 1:
+            raise ValueError(f"--min-confidence must lie in [0, 1], got {args.min_confidence}")
+        load_classifier(args.classifier, taxonomy=taxonomy)  # a wrong file fails here, once
+        classifier = str(args.classifier.resolve())
+        tasks, problems = [ImageTask(stem, str(path)) for stem, path in images.items()], {}
+    else:
+        tasks, problems = make_tasks(images, coarse_dir=args.coarse, prompts=prompts)
     for stem, why in problems.items():
         print(f"not queued: {stem}: {why}", file=sys.stderr)
     if prompts is not None:
@@ -200,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
         options=options,
         torch_threads=args.threads,
         axis=args.axis,
+        classifier=classifier,
+        min_confidence=args.min_confidence,
     )
     bar = None
     if not args.no_progress:

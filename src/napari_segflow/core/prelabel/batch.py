@@ -105,6 +105,11 @@ class PrelabelJob:
         Threads torch uses per task; fixed so that results do not depend on the machine.
     axis : int or None
         Slice axis of volumes (file array order); None: NIfTI's last axis, a TIFF stack's first.
+    classifier : str or None
+        A pixel-classifier file: pre-label every image with it (no coarse labels or prompts;
+        :mod:`napari_segflow.core.prelabel.classifier`). ``model`` then only embeds.
+    min_confidence : float
+        With ``classifier``: pixels below this confidence stay unlabelled.
     """
 
     out_dir: str
@@ -115,6 +120,8 @@ class PrelabelJob:
     options: dict = field(default_factory=dict)
     torch_threads: int = 1
     axis: int | None = None
+    classifier: str | None = None
+    min_confidence: float = 0.5
 
     def model_key(self) -> tuple:
         window = tuple(self.window) if isinstance(self.window, list) else self.window
@@ -426,7 +433,26 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
         taxonomy = job.get_taxonomy()
         kind = volume_kind(task.image)
         affine = None
-        if kind is not None:
+        if job.classifier is not None:
+            from napari_segflow.core.prelabel.classifier import prelabel_with_classifier
+
+            if kind is not None:
+                image, affine = read_volume(task.image)
+                axis = default_axis(kind, image.ndim) if job.axis is None else job.axis
+            else:
+                image, axis = read_image(task.image), None
+
+            def run(m):
+                return prelabel_with_classifier(
+                    image,
+                    m,
+                    classifier=job.classifier,
+                    taxonomy=taxonomy,
+                    axis=axis,
+                    min_confidence=job.min_confidence,
+                )
+
+        elif kind is not None:
             if task.coarse is None:
                 raise ValueError("volumes are pre-labelled from coarse label volumes (--coarse)")
             image, affine = read_volume(task.image)
