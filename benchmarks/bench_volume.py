@@ -319,14 +319,14 @@ def _run(*args) -> dict:
 
 def _print_quality(rows: list[dict]) -> None:
     head = (
-        f"{'set':4} {'organ':22} {'slice':>5} {'plain':>6} {'simple':>6} {'default':>7} "
+        f"{'set':7} {'organ':22} {'slice':>5} {'plain':>6} {'simple':>6} {'default':>7} "
         f"{'vs plain':>8} | {'s/slice default':>15} | {'outside % default':>17}"
     )
     print(head)
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r['set']:4} {r['organ']:22} {r['slice']:5d} {r['plain']:6.3f} {r['simple']:6.3f} "
+            f"{r['set']:7} {r['organ']:22} {r['slice']:5d} {r['plain']:6.3f} {r['simple']:6.3f} "
             f"{r['default']:7.3f} {r['default'] - r['plain']:+8.3f} | "
             f"{r['default_s_per_slice']:15.2f} | "
             f"{r['default_outside_pct']:17.1f}"
@@ -335,7 +335,7 @@ def _print_quality(rows: list[dict]) -> None:
         sub = [r for r in rows if r["set"] == kind]
         means = {k: np.mean([r[k] for r in sub]) for k in ("plain", "simple", "default")}
         print(
-            f"{kind:4} {'mean':22} {'':5} {means['plain']:6.3f} {means['simple']:6.3f} "
+            f"{kind:7} {'mean':22} {'':5} {means['plain']:6.3f} {means['simple']:6.3f} "
             f"{means['default']:7.3f} {means['default'] - means['plain']:+8.3f}"
         )
     print("\nbaseline: the plain chain (2 px box growth, stop when the mask vanishes), written in")
