@@ -4,7 +4,10 @@ Each case runs in its own subprocess so its peak RSS (VmHWM) is its own. Sources
 larger-than-comfortable label rasters that never sit in memory whole:
 
 - ``dask``: a lazily generated dask array (blocky land-cover-like classes, 1024² chunks);
-- ``memmap``: the same labels in a ``.npy`` file opened with ``mmap_mode="r"``.
+- ``memmap``: the same labels in a ``.npy`` file opened with ``mmap_mode="r"``;
+- ``tif``: the same labels in a georeferenced, tiled GeoTIFF, read the way ``segflow export``
+  reads a ``.tif`` input (windowed, :func:`open_band`). The row ``tif (read whole)`` is how the
+  command read it before: the whole band in memory, then written.
 
 The baseline is the plain windowed rasterio write (same tiling and deflate compression, one
 512-row window at a time, no validation, colour map or tags).
@@ -77,6 +80,24 @@ def make_memmap(size: int, path: Path) -> None:
     del mm
 
 
+def make_tif(size: int, npy: Path, path: Path) -> None:
+    """The memmap's labels as a georeferenced, tiled, deflate GeoTIFF, written in strips."""
+    import rasterio
+    from rasterio.transform import Affine
+    from rasterio.windows import Window
+
+    src = np.load(npy, mmap_mode="r")
+    profile = dict(
+        driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:32616",
+        transform=Affine(*TRANSFORM), tiled=True, blockxsize=512, blockysize=512,
+        compress="deflate", bigtiff="IF_SAFER",
+    )  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        for r0 in range(0, size, 512):
+            r1 = min(r0 + 512, size)
+            dst.write(np.asarray(src[r0:r1]), 1, window=Window(0, r0, size, r1 - r0))
+
+
 def _taxonomy():
     from napari_segflow.core.taxonomy import taxonomy_from_dict
 
@@ -107,6 +128,10 @@ def peak_rss_mb() -> float:
 def worker(method: str, source: str, size: int, src_path: str, out: str) -> dict:
     if source == "dask":
         labels = dask_labels(size)
+    elif source == "tif":
+        from napari_segflow.cli.export import read_labels
+
+        labels = read_labels(Path(src_path))[0].labels
     else:
         labels = np.load(src_path, mmap_mode="r")
     import rasterio
@@ -117,7 +142,10 @@ def worker(method: str, source: str, size: int, src_path: str, out: str) -> dict
 
     taxonomy = _taxonomy()
     t0 = time.perf_counter()  # imports above stay out of the timing
-    if method == "segflow":
+    if method == "readall":
+        labels = np.asarray(labels)  # the export's former read of a .tif input
+        write_geotiff(labels, out, crs="EPSG:32616", transform=TRANSFORM, taxonomy=taxonomy)
+    elif method == "segflow":
         write_geotiff(labels, out, crs="EPSG:32616", transform=TRANSFORM, taxonomy=taxonomy)
     else:
         profile = {
@@ -176,24 +204,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmp) as d:
         tmp = Path(d)
         for size in args.sizes:
-            sources = ["dask"] + (["memmap"] if size <= args.memmap_max else [])
+            sources = ["dask"] + (["memmap", "tif"] if size <= args.memmap_max else [])
+            npy = tmp / f"labels_{size}.npy"
             for source in sources:
                 src_path = ""
                 if source == "memmap":
-                    src_path = str(tmp / f"labels_{size}.npy")
-                    make_memmap(size, Path(src_path))
+                    src_path = str(npy)
+                    make_memmap(size, npy)
+                if source == "tif":
+                    src_path = str(tmp / f"labels_{size}.tif")
+                    make_tif(size, npy, Path(src_path))
+                    npy.unlink()
                 base = run_case("baseline", source, size, src_path, tmp)
                 ours = run_case("segflow", source, size, src_path, tmp)
                 rows.append((size, source, base, ours))
-                if src_path:
+                if source == "tif":
+                    whole = run_case("readall", source, size, src_path, tmp)
+                    rows.append((size, "tif (read whole)", base, whole))
+                if src_path and source != "memmap":
                     os.unlink(src_path)
+            if npy.exists():
+                npy.unlink()
     print(
-        f"{'raster':>12} {'source':>7} | {'baseline s':>10} {'RSS MB':>7} | "
+        f"{'raster':>12} {'source':>16} | {'baseline s':>10} {'RSS MB':>7} | "
         f"{'segflow s':>9} {'RSS MB':>7} {'out MB':>7} | {'time ratio':>10}"
     )
     for size, source, base, ours in rows:
         print(
-            f"{size:>6}x{size:<5} {source:>7} | {base['seconds']:10.1f} {base['rss_mb']:7.0f} | "
+            f"{size:>6}x{size:<5} {source:>16} | {base['seconds']:10.1f} {base['rss_mb']:7.0f} | "
             f"{ours['seconds']:9.1f} {ours['rss_mb']:7.0f} {ours['mb_out']:7.1f} | "
             f"{ours['seconds'] / base['seconds']:10.2f}"
         )

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from napari_segflow.widgets._torch import prepare_torch
+
+# One process runs GUI and model tests: hide triton before any viewer exists, as the widgets do
+# before their first model (loading triton after a Mesa OpenGL context kills the process).
+prepare_torch()
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -7,21 +7,40 @@ from pathlib import Path
 import numpy as np
 
 from .core.io import read_png, read_png_taxonomy
-from .core.provenance import PROVENANCE_KEY, read_provenance
+from .core.provenance import PROVENANCE_KEY, ProvenanceError, read_provenance
 from .layers import labels_layer_kwargs
 
 _CITYSCAPES_SUFFIXES = ("_labelIds.png", "_labelTrainIds.png")
 
 
-def get_png_labels_reader(path):
-    """Reader for class-index PNGs written by segflow (or Cityscapes ``*_labelIds.png``).
+_SINGLE_CHANNEL_PNG = ("L", "I;16", "I;16B", "I", "P", "1")
 
-    Returns ``None`` for other PNGs so napari's own image reader handles them.
+
+def _single_channel_png(path: str) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:  # reads the header only
+            return img.format == "PNG" and img.mode in _SINGLE_CHANNEL_PNG
+    except (OSError, SyntaxError):
+        return False
+
+
+def get_png_labels_reader(path):
+    """Reader for class-index PNGs: written by segflow (with their taxonomy), Cityscapes
+    ``*_labelIds.png``, or any single-channel integer PNG (a mask another tool wrote, a palette
+    PNG), which opens as Labels instead of a black image.
+
+    Returns ``None`` for colour PNGs so napari's own image reader handles them.
     """
     if not isinstance(path, str) or not path.lower().endswith(".png"):
         return None
     taxonomy = read_png_taxonomy(path)
-    if taxonomy is None and not path.endswith(_CITYSCAPES_SUFFIXES):
+    if (
+        taxonomy is None
+        and not path.endswith(_CITYSCAPES_SUFFIXES)
+        and not _single_channel_png(path)
+    ):
         return None
 
     def _read(p):
@@ -30,8 +49,15 @@ def get_png_labels_reader(path):
         kwargs["name"] = Path(p).stem
         # AI pre-labels (segflow prelabel) carry a provenance sidecar: their pixels open as
         # AI-pending, so the Click-to-segment dock lists them for explicit confirmation
-        provenance = read_provenance(p)
-        if provenance is not None and provenance.shape == data.shape:
+        try:
+            provenance = read_provenance(p, shape=data.shape)
+        except ProvenanceError as exc:
+            # the labels are still worth opening; a damaged sidecar is reported, not trusted
+            import warnings
+
+            warnings.warn(f"{exc}; opened without provenance", stacklevel=2)
+            provenance = None
+        if provenance is not None:
             kwargs.setdefault("metadata", {})[PROVENANCE_KEY] = provenance
         return [(data, kwargs, "labels")]
 
@@ -71,7 +97,11 @@ def _read_geotiff(path):
     if taxonomy is not None:
         data = read_geotiff_labels(path)
         info = geotiff_info(path)
-        kwargs = labels_layer_kwargs(taxonomy, metadata={GEO_KEY: info})
+        meta = {GEO_KEY: info}
+        provenance = read_provenance(path)
+        if provenance is not None and provenance.shape == (info["height"], info["width"]):
+            meta[PROVENANCE_KEY] = provenance
+        kwargs = labels_layer_kwargs(taxonomy, metadata=meta)
         kwargs.update(name=name, multiscale=isinstance(data, list))
         return [(data, kwargs, "labels")]
     image = read_geotiff(path)
@@ -110,10 +140,14 @@ def _read_coco(path):
     from .core.io.coco import read_coco, read_coco_taxonomy
 
     taxonomy = read_coco_taxonomy(path)
+    images = read_coco(path)
+    provenance = read_provenance(path) if len(images) == 1 else None
     layers = []
-    for image_name, labels in read_coco(path).items():
+    for image_name, labels in images.items():
         kwargs = labels_layer_kwargs(taxonomy) if taxonomy is not None else {}
         kwargs["name"] = Path(image_name).stem
+        if provenance is not None and provenance.shape == np.shape(labels):
+            kwargs.setdefault("metadata", {})[PROVENANCE_KEY] = provenance
         layers.append((labels, kwargs, "labels"))
     return layers
 
@@ -171,6 +205,37 @@ def get_tiff_stack_reader(path):
     return _read_tiff_stack_layer
 
 
+def get_labels_tiff_reader(path):
+    """Reader for single-page, single-channel integer TIFFs (class masks from other tools):
+    they open as Labels. ``None`` for other TIFFs (images, stacks, GeoTIFFs)."""
+    if not isinstance(path, str) or not path.lower().endswith((".tif", ".tiff")):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) != 1:
+                return None
+            page = tif.pages[0]
+            shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+    except (OSError, ValueError, tifffile.TiffFileError):
+        return None
+    if len(shape) != 2 or dtype.kind not in "ui":
+        return None
+    return _read_labels_tiff
+
+
+def _read_labels_tiff(path: str) -> list[tuple]:
+    import tifffile
+
+    data = tifffile.imread(path)
+    kwargs = {"name": Path(path).stem}
+    provenance = read_provenance(path)
+    if provenance is not None and provenance.shape == data.shape:
+        kwargs["metadata"] = {PROVENANCE_KEY: provenance}
+    return [(data, kwargs, "labels")]
+
+
 def _read_tiff_stack_layer(path: str) -> list[tuple]:
     from .core.io.tiff_stack import read_tiff_stack
 
@@ -183,3 +248,29 @@ def _read_tiff_stack_layer(path: str) -> list[tuple]:
         "metadata": {"segflow_spacing_unit": stack.unit},
     }
     return [(stack.data, kwargs, "image")]
+
+
+#: File patterns only segflow reads fully (napari's own reader fails on them), so napari can use
+#: segflow's reader without asking. PNG/TIFF/JSON stay unset: segflow reads only some of those.
+SEGFLOW_READER_PATTERNS = ("*.nii", "*.nii.gz")
+
+
+def prefer_segflow_readers(settings=None) -> list[str]:
+    """Make segflow napari's preferred reader for :data:`SEGFLOW_READER_PATTERNS`.
+
+    Writes ``settings.plugins.extension2reader`` (napari's "File extension readers" preference)
+    for patterns the user has not assigned yet; a choice the user made is kept. Returns the
+    patterns set now.
+    """
+    if settings is None:
+        from napari.settings import get_settings
+
+        settings = get_settings()
+    current = dict(settings.plugins.extension2reader)
+    added = [p for p in SEGFLOW_READER_PATTERNS if p not in current]
+    if added:
+        settings.plugins.extension2reader = {
+            **current,
+            **dict.fromkeys(added, "napari-segflow"),
+        }
+    return added

@@ -14,10 +14,12 @@ def _data_file(name: str):
     return resources.files("napari_segflow").joinpath("data", name)
 
 
-def _with_labels(image: np.ndarray, image_meta: dict, preset: str, rgb: bool) -> list[tuple]:
+def _with_labels(
+    image: np.ndarray, image_meta: dict, preset: str, rgb: bool, *, labels_meta: dict | None = None
+) -> list[tuple]:
     taxonomy = load_preset(preset)
     shape = image.shape[:-1] if rgb else image.shape
-    labels_kwargs = labels_layer_kwargs(taxonomy)
+    labels_kwargs = labels_layer_kwargs(taxonomy, metadata=labels_meta)
     labels_kwargs["name"] = f"{image_meta['name']} labels"
     return [
         (image, image_meta, "image"),
@@ -26,12 +28,19 @@ def _with_labels(image: np.ndarray, image_meta: dict, preset: str, rgb: bool) ->
 
 
 def landsat_land_use() -> list[tuple]:
-    """A real Landsat 7 RGB scene with an empty land-use Labels layer."""
-    from PIL import Image
+    """A real Landsat 7 RGB scene (a GeoTIFF, UTM 18N) with an empty land-use Labels layer.
 
-    with resources.as_file(_data_file("landsat_rgb.png")) as path, Image.open(path) as img:
-        rgb = np.array(img)
-    return _with_labels(rgb, {"name": "Landsat RGB", "rgb": True}, "land-use", rgb=True)
+    Both layers carry the scene's georeference, so File > Save as ``.tif`` (segflow's GeoTIFF
+    writer) puts the labels on the map.
+    """
+    from .core.io.geotiff import GEO_KEY, read_geotiff
+
+    with resources.as_file(_data_file("landsat_rgb.tif")) as path:
+        scene = read_geotiff(path, lazy=False)
+        rgb = np.asarray(scene.data)
+    geo = {GEO_KEY: scene.info}
+    meta = {"name": "Landsat RGB", "rgb": True, "metadata": dict(geo)}
+    return _with_labels(rgb, meta, "land-use", rgb=True, labels_meta=dict(geo))
 
 
 def nuclei() -> list[tuple]:

@@ -186,19 +186,26 @@ class ProvenanceTracker:
         return prov
 
     # ------------------------------------------------------------------------ edits
-    def write(self, indices: tuple[np.ndarray, ...], value: int, state: int) -> None:
+    def write(self, indices: tuple[np.ndarray, ...], value, state) -> None:
         """Write label ``value`` at ``indices`` through the layer's history, provenance ``state``.
 
-        Pixels whose label changes get ``state``; pixels that already hold ``value`` keep HUMAN
-        provenance (a person made them) and otherwise get ``state`` too.
+        ``value`` and ``state`` are scalars or arrays with one entry per index (a withdrawal
+        puts back the old labels and their old provenance in one undoable edit). Pixels whose
+        label changes get ``state``; pixels that already hold ``value`` keep HUMAN provenance
+        (a person made them) and otherwise get ``state`` too.
         """
         layer = self.layer
         prov = self.provenance
         if not indices or indices[0].size == 0:
             return
         before = prov[indices].copy()
+        if isinstance(value, np.ndarray):
+            value = value.astype(np.asarray(layer.data).dtype, copy=False)
+        else:
+            value = int(value)
         changed = np.asarray(layer.data[indices]) != value
-        after = np.where(changed | (before != HUMAN), np.uint8(state), before).astype(np.uint8)
+        state = np.asarray(state, dtype=np.uint8)
+        after = np.where(changed | (before != HUMAN), state, before).astype(np.uint8)
         self._ai_write = (indices, before, after)
         try:
             layer.data_setitem(indices, value)
@@ -209,8 +216,20 @@ class ProvenanceTracker:
         self.changed.emit()
 
     def set_state(self, indices: tuple[np.ndarray, ...], state: int) -> None:
-        """Set provenance only (labels untouched), e.g. a person confirms pending pixels."""
-        self.provenance[indices] = np.uint8(state)
+        """Set provenance only (labels untouched), e.g. a person confirms pending pixels.
+
+        Edits still in the undo history that wrote these pixels redo them in the new state, so
+        confirmed pixels that are undone and redone come back confirmed, not pending again.
+        """
+        prov = self.provenance
+        prov[indices] = np.uint8(state)
+        if indices and indices[0].size and self._steps:
+            shape = prov.shape
+            changed = np.ravel_multi_index(indices, shape)
+            for step in {id(st): st for st in self._steps.values()}.values():
+                hit = np.isin(np.ravel_multi_index(step.index, shape), changed)
+                if hit.any():
+                    step.after = np.where(hit, np.uint8(state), step.after).astype(np.uint8)
         self.changed.emit()
 
     def _on_paint(self, event) -> None:

@@ -208,3 +208,29 @@ def test_unknown_format_is_a_usage_error(buildings, tmp_path):
             ]
         )
     assert err.value.code == 2
+
+
+@pytest.mark.parametrize("fmt", ["png", "coco"])
+def test_export_carries_the_provenance_sidecar(fmt, buildings, tmp_path):
+    """AI-pending pixels stay pending after an export (as with napari's Save), never human-made."""
+    from napari_segflow.core.provenance import read_provenance, sidecar_path
+
+    lab = np.zeros((20, 30), np.uint8)
+    lab[5:10, 5:10] = 255
+    src = tmp_path / "tile.npy"
+    np.save(src, lab)
+    prov = np.zeros(lab.shape, np.uint8)
+    prov[5:10, 5:10] = AI_CONFIRMED
+    prov[5, 5:8] = AI_PENDING
+    write_provenance(src, prov)
+    out_dir = tmp_path / "out"
+    out = out_dir / "c.json" if fmt == "coco" else out_dir
+    args = ["export", "--format", fmt, "--taxonomy", buildings, "--out", str(out), str(src)]
+    assert main(args) == 0
+    written = out if fmt == "coco" else out_dir / "tile.png"
+    assert np.array_equal(read_provenance(written), prov)
+
+    # the same export from an input without a record leaves no stale sidecar behind
+    sidecar_path(src).unlink()
+    assert main(args) == 0
+    assert not sidecar_path(written).exists()

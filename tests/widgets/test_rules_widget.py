@@ -134,7 +134,7 @@ def test_checklist_of_selected_class(scene):
     widget._checklist.item(0).setCheckState(widget._checklist.item(0).checkState().Checked)
     layer.selected_label = 3
     assert widget.checklist() == []
-    assert "No rules written for 'c'" in widget._class_title.text()
+    assert "No rules written for class 3 'c'" in widget._class_title.text()
     layer.selected_label = 1  # the a/b rule shows as read from the 'a' side too
     assert widget.checklist() == [("vs b (-> b): the a/b edge is b", True)]
 

@@ -23,11 +23,19 @@ _COMMANDS = [
     "rules_check",
     "polygon_check",
     "prelabel",
+    "project",
+    "learn",
 ]
 
 
 class UserError(Exception):
     """A mistake in the command line or its inputs: printed as one line, exit code 2."""
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """An exception's message as one bounded line (library messages may span lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (UserError, ValueError, OSError) as exc:
         # user mistakes (bad files, invalid taxonomy, refused export) get one line, not a traceback
-        print(f"segflow {args.command}: error: {exc}", file=sys.stderr)
+        print(f"segflow {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RecursionError) as exc:
+        # inputs are bounded before they are read; should one still exhaust memory or
+        # recursion, say so in one line (-v logs the traceback)
+        logging.getLogger(__name__).info("traceback", exc_info=True)
+        what = "out of memory" if isinstance(exc, MemoryError) else "input nested too deeply"
+        print(f"segflow {args.command}: error: {what}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"segflow {args.command}: interrupted", file=sys.stderr)

@@ -12,7 +12,7 @@ import numpy as np
 
 from napari_segflow.core.io import png_paths, read_png, write_png
 from napari_segflow.core.io.validate import ExportError
-from napari_segflow.core.provenance import pending_count, read_provenance
+from napari_segflow.core.provenance import ProvenanceError, pending_count, read_provenance
 from napari_segflow.core.taxonomy import Taxonomy, load_taxonomy
 
 FORMATS = ("png", "coco", "geotiff", "nifti")
@@ -28,6 +28,7 @@ class LabelInput:
     labels: Any
     georef: dict | None = None  # geotiff_info of a georeferenced input
     affine: np.ndarray | None = None  # NIfTI input
+    provenance: np.ndarray | None = None  # the input's provenance sidecar, when it has one
 
 
 def _stem(path: Path) -> str:
@@ -39,24 +40,33 @@ def _stem(path: Path) -> str:
 
 
 def read_labels(path: Path) -> list[LabelInput]:
-    """Read a label file by extension: PNG, TIFF/GeoTIFF, NPY, NIfTI, or COCO JSON (one per image)."""
+    """Read a label file by extension: PNG, TIFF/GeoTIFF, NPY, NIfTI, or COCO JSON (one per image).
+
+    The content must match the extension, and a temporary of an interrupted write is refused.
+    """
+    from napari_segflow.core.io.guard import check_format, check_not_partial
+
     name = path.name.lower()
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    check_not_partial(path)
+    check_format(path)
     if name.endswith(".png"):
         return [LabelInput(path, _stem(path), read_png(path))]
     if name.endswith((".tif", ".tiff")):
-        from napari_segflow.core.io.geotiff import geotiff_info, is_georeferenced
+        from napari_segflow.core.io.geotiff import geotiff_info, is_georeferenced, open_band
 
         info = geotiff_info(path)
         if is_georeferenced(info):
-            import rasterio
-
-            with rasterio.open(path) as src:
-                return [LabelInput(path, _stem(path), src.read(1), georef=info)]
+            # read in windows while writing: memory stays bounded at any raster size
+            return [LabelInput(path, _stem(path), open_band(path), georef=info)]
         import tifffile
 
         return [LabelInput(path, _stem(path), tifffile.imread(path))]
     if name.endswith(".npy"):
-        return [LabelInput(path, _stem(path), np.load(path, mmap_mode="r"))]
+        from napari_segflow.core.io.labels import read_npy
+
+        return [LabelInput(path, _stem(path), read_npy(path))]
     if name.endswith((".nii", ".nii.gz")):
         from napari_segflow.core.io.nifti import read_nifti
 
@@ -107,8 +117,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_provenance(item: LabelInput, *, require_confirmed: bool) -> None:
-    """Warn about (or refuse) AI-made pixels nobody confirmed, from the input's sidecar."""
-    pending = pending_count(read_provenance(item.path))
+    """Warn about (or refuse) AI-made pixels nobody confirmed, from the input's sidecar.
+
+    The sidecar is kept on ``item`` so that the export carries it beside its output.
+    """
+    shape = None if item.path.suffix.lower() == ".json" else np.shape(item.labels)
+    record = read_provenance(item.path, shape=shape)
+    pending = pending_count(record)
+    # one COCO file's sidecar does not describe each of its images: carried only when it fits
+    fits = record is not None and record.shape == np.shape(item.labels)
+    item.provenance = record if fits else None
     if not pending:
         return
     msg = f"{item.path}: {pending} AI-labelled pixels are not confirmed"
@@ -154,18 +172,104 @@ def _write_one(args: argparse.Namespace, item: LabelInput, taxonomy: Taxonomy, s
     return [write_nifti(item.labels, dest, affine=affine, taxonomy=taxonomy)]
 
 
+def _carry_provenance(item: LabelInput, output: Path) -> list[str]:
+    """Write the input's provenance beside ``output`` (as the napari writers do); drop a stale one.
+
+    Without this, AI-pending pixels would look human-made once the exported file is reopened.
+    """
+    from napari_segflow.core.provenance import sidecar_path, write_provenance
+
+    if item.provenance is not None:
+        return [str(write_provenance(output, item.provenance))]
+    stale = sidecar_path(output)
+    if stale.exists():
+        stale.unlink()  # an earlier export's record would describe other labels
+    return []
+
+
+def _coco_out(args: argparse.Namespace) -> Path:
+    return args.out if args.out.suffix.lower() == ".json" else args.out / "annotations.json"
+
+
+def _planned(args: argparse.Namespace, items: list[LabelInput]) -> list[Path]:
+    """Every file the export will write, known before anything is written."""
+    if args.format == "coco":
+        return [_coco_out(args)]
+    single = len(items) == 1
+    if args.format == "png":
+        out = []
+        for item in items:
+            index_path, color_path = png_paths(args.out, item.name, cityscapes=args.cityscapes)
+            out += [index_path, color_path] if args.color else [index_path]
+        return out
+    return [_destination(args, item, single) for item in items]
+
+
+def check_destinations(args: argparse.Namespace, items: list[LabelInput]) -> None:
+    """Refuse, before writing anything, an export that would replace an input or its neighbour.
+
+    An output may not be an input or the ``--like`` source (same resolved path or same file),
+    two inputs may not map to one output, and an existing file in an input's folder is never
+    replaced (``--out .`` beside ``a.tif`` must not overwrite the photo ``a.png``).
+    """
+    from napari_segflow.cli._checks import check_writable_folder, refuse_overwrite
+
+    sources = [Path(p) for p in args.inputs]
+    if args.like:
+        sources.append(Path(args.like))
+    planned = _planned(args, items)
+    refuse_overwrite(planned, sources)
+    seen: dict[Path, Path] = {}
+    for dest in planned:
+        key = dest.resolve()
+        if key in seen:
+            raise ValueError(f"two inputs would both be written to {dest}; rename one")
+        seen[key] = dest
+    input_dirs = {p.resolve().parent for p in sources}
+    for dest in planned:
+        if dest.exists() and dest.resolve().parent in input_dirs:
+            raise ValueError(
+                f"--out: {dest} exists beside the inputs and would be replaced; "
+                "choose an output folder of its own"
+            )
+    folder = planned[0].parent if planned else args.out
+    check_writable_folder(folder)
+
+
 def run(args: argparse.Namespace) -> int:
+    from napari_segflow.cli._checks import prepare_output_folder
+
     taxonomy = load_taxonomy(args.taxonomy)
+    if args.like and not Path(args.like).is_file():
+        raise ValueError(f"--like {args.like}: no such file")
+    out_is_file = args.out.name.lower().endswith((".json", ".tif", ".tiff", ".nii", ".nii.gz"))
+    out_folder = args.out.parent if out_is_file else args.out
+    prepare_output_folder(out_folder, inputs=[*args.inputs, *([args.like] if args.like else [])])
     items: list[LabelInput] = []
     failed = 0
+    unreadable: list[str] = []
     for path in args.inputs:
         try:
-            for item in read_labels(path):
+            got = read_labels(path)
+            for item in got:
+                # a damaged sidecar is a damaged input (ProvenanceError), not a refused one
                 check_provenance(item, require_confirmed=args.require_confirmed)
                 items.append(item)
-        except (ValueError, OSError) as exc:
+        except ProvenanceError as exc:
+            unreadable.append(str(exc))
+        except ExportError as exc:
             failed += 1
             print(f"{path}: {exc}")
+        except (ValueError, OSError) as exc:
+            unreadable.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+    if unreadable:
+        # a file that cannot be read is a mistake on the command line: nothing is written
+        more = (
+            f" (and {len(unreadable) - 1} more unreadable input(s))" if len(unreadable) > 1 else ""
+        )
+        raise ValueError(f"{unreadable[0]}{more}; nothing written")
+    if items:
+        check_destinations(args, items)
 
     if args.format == "coco":
         # one file for every image: any refused input means nothing is written
@@ -174,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         from napari_segflow.core.io.coco import write_coco
 
-        out = args.out if args.out.suffix.lower() == ".json" else args.out / "annotations.json"
+        out = _coco_out(args)
         names = [i.path.name if i.path.suffix.lower() != ".json" else i.name for i in items]
         if len(set(names)) != len(names):
             raise ValueError("two inputs have the same file name; COCO image names must differ")
@@ -184,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
             taxonomy=taxonomy,
             instances=args.instances,
         )
-        print(f"{len(items)} image(s) -> {out}")
+        carried = _carry_provenance(items[0], out) if len(items) == 1 else []
+        print(f"{len(items)} image(s) -> {', '.join([str(out), *carried])}")
         return 0
 
     single = len(items) == 1
@@ -195,5 +300,6 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             print(f"{item.path}: {exc}")
             continue
-        print(f"{item.path} -> {', '.join(map(str, written))}")
+        written = [*map(str, written), *_carry_provenance(item, Path(written[0]))]
+        print(f"{item.path} -> {', '.join(written)}")
     return 1 if failed else 0

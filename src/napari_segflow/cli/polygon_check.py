@@ -19,27 +19,10 @@ log = logging.getLogger(__name__)
 
 def read_mask(path: Path) -> tuple[np.ndarray, int]:
     """A label image or volume by extension, and the axis its 2D slices are cut along."""
-    name = path.name.lower()
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if name.endswith((".nii", ".nii.gz")):
-        from napari_segflow.core.io.nifti import read_nifti
+    from napari_segflow.core.io.labels import read_label_file
 
-        return read_nifti(path).data, -1  # NIfTI: slices along k
-    if name.endswith(".png"):
-        from napari_segflow.core.io.png import read_png
-
-        return read_png(path), 0
-    if name.endswith((".tif", ".tiff")):
-        import tifffile
-
-        try:
-            return tifffile.imread(path), 0
-        except Exception as exc:  # tifffile raises many kinds for bad files
-            raise ValueError(f"{path}: cannot read TIFF ({exc})") from None
-    if name.endswith(".npy"):
-        return np.load(path), 0
-    raise ValueError(f"{path}: unsupported mask type (PNG, TIFF, NIfTI or NPY)")
+    axis = -1 if path.name.lower().endswith((".nii", ".nii.gz")) else 0  # NIfTI: slices along k
+    return read_label_file(path), axis
 
 
 def _budgets(text: str) -> tuple[int, ...]:

@@ -13,8 +13,12 @@ from napari_segflow.core.prelabel.refine import RefineOptions
 _DEFAULTS = RefineOptions()
 
 
-def add_cluster_arguments(p: argparse.ArgumentParser, *, default_workers: int) -> None:
-    """``--scheduler`` and ``--workers``, shared by every dataset-scale command."""
+def add_cluster_arguments(p: argparse.ArgumentParser, *, default_workers: int | None) -> None:
+    """``--scheduler`` and ``--workers``, shared by every dataset-scale command.
+
+    ``default_workers=None``: the command picks a count from the machine ("auto").
+    """
+    shown = "auto, from cores, memory and images" if default_workers is None else default_workers
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -25,7 +29,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser, *, default_workers: int) -
         type=int,
         default=default_workers,
         help=f"without --scheduler: local worker processes, 0 = serial in this process "
-        f"(default {default_workers})",
+        f"(default {shown})",
     )
 
 
@@ -66,6 +70,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--coco", type=Path, help="COCO JSON with polygons, RLE masks or boxes")
     src.add_argument(
         "--prompts", type=Path, help="segflow-prompts/1 JSON of boxes/points per class"
+    )
+    src.add_argument(
+        "--classifier",
+        type=Path,
+        metavar="MODEL",
+        help="pixel-classifier file from `segflow learn train`: pre-label every image with it "
+        "(classes with ai_assist false are skipped)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        help="with --classifier: pixels below this confidence stay unlabelled (0.5)",
     )
     p.add_argument("--taxonomy", required=True, help="taxonomy file or preset name")
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -109,8 +126,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="accept changes without stronger image edges along the new boundary",
     )
-    add_cluster_arguments(p, default_workers=2)
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (1)")
+    add_cluster_arguments(p, default_workers=None)
+    p.add_argument(
+        "--threads", type=int, default=1, help="threads per image, torch or ONNX Runtime (1)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -128,6 +147,7 @@ def _window(text: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_segflow.cli._checks import prepare_output_folder
     from napari_segflow.core.prelabel.batch import (
         PrelabelJob,
         image_files,
@@ -136,15 +156,27 @@ def run(args: argparse.Namespace) -> int:
     )
     from napari_segflow.core.prelabel.prompts import read_coco_prompts, read_prompts_json
     from napari_segflow.core.segment import available_models
+    from napari_segflow.core.segment.preprocess import resolve_window
     from napari_segflow.core.taxonomy import load_taxonomy
 
     quiet_dask(getattr(args, "verbose", False))
+    # everything a user can get wrong is checked here, before any image is read
+    sources = [args.images, args.coarse, args.coco, args.prompts]
+    if Path(args.taxonomy).exists():
+        sources.append(Path(args.taxonomy))
+    prepare_output_folder(args.out, inputs=[s for s in sources if s is not None])
+    try:
+        resolve_window(_window(args.window))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--window: {exc}") from None
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise ValueError(f"--checkpoint {args.checkpoint}: no such file")
     taxonomy = load_taxonomy(args.taxonomy)
     if args.model not in available_models():
         raise ValueError(
             f"unknown model {args.model!r}; available: {', '.join(available_models())}"
         )
-    if args.workers < 0 or args.threads < 1:
+    if (args.workers is not None and args.workers < 0) or args.threads < 1:
         raise ValueError("--workers must be >= 0 and --threads >= 1")
     images = image_files(args.images)
     if not images:
@@ -154,9 +186,28 @@ def run(args: argparse.Namespace) -> int:
         prompts = read_coco_prompts(args.coco, taxonomy=taxonomy)
     elif args.prompts is not None:
         prompts = read_prompts_json(args.prompts, taxonomy=taxonomy)
-    tasks, problems = make_tasks(images, coarse_dir=args.coarse, prompts=prompts)
+    classifier = None
+    if args.classifier is not None:
+        from napari_segflow.core.prelabel.batch import ImageTask
+        from napari_segflow.core.prelabel.classifier import load_classifier
+
+        if not 0 <= args.min_confidence <= 1:
+            raise ValueError(f"--min-confidence must lie in [0, 1], got {args.min_confidence}")
+        load_classifier(args.classifier, taxonomy=taxonomy)  # a wrong file fails here, once
+        classifier = str(args.classifier.resolve())
+        tasks, problems = [ImageTask(stem, str(path)) for stem, path in images.items()], {}
+    else:
+        tasks, problems = make_tasks(images, coarse_dir=args.coarse, prompts=prompts)
     for stem, why in problems.items():
         print(f"not queued: {stem}: {why}", file=sys.stderr)
+    if prompts is not None:
+        unmatched = sorted(set(prompts) - set(images))
+        for stem in unmatched[:20]:
+            print(
+                f"not used: prompts for {stem!r} match no image in {args.images}", file=sys.stderr
+            )
+        if len(unmatched) > 20:
+            print(f"not used: {len(unmatched) - 20} more prompt keys", file=sys.stderr)
     options = RefineOptions(
         min_iou=args.min_iou,
         band=args.band,
@@ -173,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
         options=options,
         torch_threads=args.threads,
         axis=args.axis,
+        classifier=classifier,
+        min_confidence=args.min_confidence,
     )
     bar = None
     if not args.no_progress:
@@ -188,21 +241,28 @@ def run(args: argparse.Namespace) -> int:
             msg = f"failed: {outcome.stem}: {outcome.reason}"
             (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
 
+    workers = args.workers
+    if workers is None and args.scheduler is None:
+        from napari_segflow.core.prelabel.workers import default_workers
+
+        workers = default_workers(len(tasks), threads=args.threads)
     t0 = time.perf_counter()
     try:
         summary = run_prelabel(
             job,
             tasks,
             scheduler=args.scheduler,
-            workers=args.workers,
+            workers=workers,
             progress=progress,
         )
     finally:
         if bar is not None:
             bar.close()
     rate = summary.images_per_second
+    stale = f" (redone as stale: {len(summary.stale)})" if summary.stale else ""
     print(
-        f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}"
+        f"done {len(summary.done)}{stale}, skipped {len(summary.skipped)}, "
+        f"failed {len(summary.failed)}"
         f" in {time.perf_counter() - t0:.1f} s"
         + (f" ({rate:.2f} images/s)" if summary.done else "")
     )

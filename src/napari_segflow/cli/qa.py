@@ -60,6 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     taxonomy = load_taxonomy(args.taxonomy)
+    unknown = [n for n, _ in args.rate if n not in taxonomy.names and n not in ("common", "rare")]
+    if unknown:
+        raise ValueError(
+            f"--rate: unknown class {unknown[0]!r} (use 'common', 'rare' or a class of "
+            f"{taxonomy.name!r}: "
+            f"{', '.join(taxonomy.names[:20])}{', ...' if len(taxonomy.names) > 20 else ''})"
+        )
+    bad = [f"{name}={rate}" for name, rate in args.rate if not 0 <= rate <= 1]
+    if bad:
+        raise ValueError(f"--rate: {bad[0]}: a rate is a fraction in 0..1")
     files = label_files(args.labels)
     if not files:
         raise ValueError(f"{args.labels}: no label files (PNG, TIFF or NIfTI)")

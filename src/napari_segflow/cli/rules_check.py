@@ -15,27 +15,9 @@ from napari_segflow.core.taxonomy.rules import touching_pairs
 
 def read_mask(path: Path) -> np.ndarray:
     """Read a label file: class-index PNG, TIFF, NIfTI (``.nii``/``.nii.gz``) or NPY."""
-    name = path.name.lower()
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if name.endswith(".png"):
-        from napari_segflow.core.io.png import read_png
+    from napari_segflow.core.io.labels import read_label_file
 
-        return read_png(path)
-    if name.endswith((".tif", ".tiff")):
-        import tifffile
-
-        try:
-            return np.asarray(tifffile.imread(path))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: cannot read TIFF ({exc})") from None
-    if name.endswith((".nii", ".nii.gz")):
-        from napari_segflow.core.io.nifti import read_nifti
-
-        return read_nifti(path).data
-    if name.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
-    raise ValueError(f"{path}: unsupported label file type (PNG, TIFF, NIfTI or NPY)")
+    return np.asarray(read_label_file(path))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

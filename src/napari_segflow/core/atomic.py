@@ -1,17 +1,87 @@
 """Atomic file writes: a temporary file in the target folder, then a rename.
 
-An interrupted export never leaves a half-written file under the final name.
+An interrupted export never leaves a half-written file under the final name. The temporary
+file is hidden and marked: ``.<stem>.<pid>-<random>.part<suffixes>``. A process killed while
+writing leaves it behind; :func:`remove_stale_parts` deletes such leftovers (their writer is no
+longer running) and :func:`is_partial` lets readers refuse them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_with",
+    "is_partial",
+    "remove_stale_parts",
+]
+
+# ".<stem>.<pid>-<random>.part<suffixes>", and the older ".<stem>.<random>.part<suffixes>"
+_PART = re.compile(r"^\..*\.(?:(?P<pid>\d+)-)?[^.]*\.part(?:\..*)?$")
+
+#: Leftovers whose writer cannot be identified are removed once they are this old (seconds).
+STALE_AFTER_S = 24 * 3600
+
+
+def is_partial(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an unfinished temporary file of :func:`atomic_path`.
+
+    Examples
+    --------
+    >>> is_partial(".scene.4242-k2j1.part.tif"), is_partial("scene.tif")
+    (True, False)
+    """
+    return _PART.match(Path(path).name) is not None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else (or unknowable): keep its file
+    return True
+
+
+def remove_stale_parts(
+    folder: str | os.PathLike[str], *, older_than: float = STALE_AFTER_S
+) -> list[Path]:
+    """Delete temporaries left in ``folder`` by writers that were killed; return them.
+
+    A temporary is stale when the process that wrote it (its pid is in the name) is no longer
+    running on this machine, or, when the name has no pid or the writer may run elsewhere,
+    when it is older than ``older_than`` seconds. Files of running writers are kept.
+    """
+    d = Path(folder)
+    removed: list[Path] = []
+    if not d.is_dir():
+        return removed
+    now = time.time()
+    me = os.getpid()
+    for p in d.iterdir():
+        m = _PART.match(p.name)
+        if m is None or not p.is_file():
+            continue
+        pid = m.group("pid")
+        try:
+            age = now - p.stat().st_mtime
+        except OSError:
+            continue
+        dead = pid is not None and int(pid) != me and not _pid_alive(int(pid))
+        if dead or age > older_than:
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
@@ -33,7 +103,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     # keep the real suffix last so libraries that pick a format by extension still work
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.stem}.", suffix=f".part{''.join(final.suffixes)}", dir=final.parent
+        prefix=f".{final.stem}.{os.getpid()}-",
+        suffix=f".part{''.join(final.suffixes)}",
+        dir=final.parent,
     )
     os.close(fd)
     tmp = Path(tmp_name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,9 @@ __all__ = [
     "AI_CONFIRMED",
     "AI_PENDING",
     "HUMAN",
+    "MAX_SIDECAR_BYTES",
     "PROVENANCE_KEY",
+    "ProvenanceError",
     "ProvenanceRegion",
     "new_provenance",
     "pending_count",
@@ -38,6 +41,13 @@ AI_PENDING = 2
 
 #: Key of the provenance array in a napari Labels layer's metadata.
 PROVENANCE_KEY = "segflow_provenance"
+
+#: Largest uncompressed provenance array a sidecar may hold (bytes); bounds a zip bomb.
+MAX_SIDECAR_BYTES = 1 << 32
+
+
+class ProvenanceError(ValueError):
+    """A provenance sidecar that is damaged, of the wrong shape or holds unknown states."""
 
 
 def new_provenance(shape: tuple[int, ...]) -> np.ndarray:
@@ -65,13 +75,57 @@ def write_provenance(label_path: str | os.PathLike[str], provenance: np.ndarray)
     return atomic_write_bytes(sidecar_path(label_path), buf.getvalue())
 
 
-def read_provenance(label_path: str | os.PathLike[str]) -> np.ndarray | None:
-    """The provenance sidecar of ``label_path``, or ``None`` when there is none."""
+def read_provenance(
+    label_path: str | os.PathLike[str],
+    *,
+    shape: tuple[int, ...] | None = None,
+    max_bytes: int = MAX_SIDECAR_BYTES,
+) -> np.ndarray | None:
+    """The provenance sidecar of ``label_path``, or ``None`` when there is none.
+
+    The sidecar is checked before it is trusted: an ``.npz`` archive (never pickled data)
+    holding one array ``provenance`` of dtype uint8, values in {0, 1, 2}, of ``shape`` when
+    given, whose uncompressed size is read from the archive's directory and bounded by
+    ``max_bytes`` before anything is decompressed.
+
+    Raises
+    ------
+    ProvenanceError
+        One line naming the sidecar and what is wrong with it.
+    """
     side = sidecar_path(label_path)
     if not side.is_file():
         return None
-    with np.load(side) as npz:
-        return np.array(npz["provenance"])
+
+    def bad(what: str) -> ProvenanceError:
+        return ProvenanceError(f"{side}: invalid provenance sidecar: {what}")
+
+    if shape is not None:
+        max_bytes = min(max_bytes, int(np.prod(shape, dtype=np.int64)) + 4096)
+    try:
+        with zipfile.ZipFile(side) as zf:
+            members = {i.filename: i for i in zf.infolist()}
+            info = members.get("provenance.npy")
+            if info is None:
+                raise bad(f"no 'provenance' array (found {sorted(members)[:5]})")
+            if info.file_size > max_bytes:
+                raise bad(f"array of {info.file_size} bytes exceeds the limit of {max_bytes}")
+    except zipfile.BadZipFile:
+        raise bad("not an .npz archive (empty, truncated or another format)") from None
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc})") from None
+    try:
+        with np.load(side, allow_pickle=False) as npz:
+            arr = np.asarray(npz["provenance"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise bad(f"damaged ({type(exc).__name__}: {exc})") from None
+    if arr.dtype != np.uint8:
+        raise bad(f"dtype {arr.dtype}, expected uint8")
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        raise bad(f"shape {arr.shape} differs from its labels {tuple(shape)}")
+    if arr.size and int(arr.max()) > AI_PENDING:
+        raise bad(f"value {int(arr.max())} is not a provenance state (0, 1 or 2)")
+    return arr
 
 
 @dataclass(frozen=True, eq=False)

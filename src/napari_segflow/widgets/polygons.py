@@ -6,14 +6,17 @@ from collections.abc import Iterator
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
 from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
+    QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -31,6 +34,7 @@ from napari_segflow.core.quality.polygons import (
 )
 from napari_segflow.layers import get_taxonomy
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
+from napari_segflow.widgets._shutdown import stop_workers_on_close
 
 _HOLE_COLOR = "cyan"
 _DEFAULT_COLOR = "yellow"
@@ -101,21 +105,39 @@ class PolygonCheckWidget(QWidget):
         self._status.setWordWrap(True)
         self._table = QTableWidget(0, 0)
 
-        layout = QVBoxLayout(self)
-        form = Container(
-            widgets=[self._labels, self._instances, self._iou, self._fraction, self._budget]
-        )
-        layout.addWidget(form.native)
+        # Inside a scroll area: in a short window, stacked under other docks, the fields keep
+        # their height and the dock scrolls instead of squeezing them.
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        form = QFormLayout()
+        form.addRow(self._labels.label, self._labels.native)
+        form.addRow(self._instances.native)
+        pair = QHBoxLayout()
+        pair.addWidget(self._iou.native)
+        pair.addWidget(QLabel(self._fraction.label))
+        pair.addWidget(self._fraction.native)
+        form.addRow(self._iou.label, pair)
+        form.addRow(self._budget.label, self._budget.native)
+        layout.addLayout(form)
         row = QHBoxLayout()
         row.addWidget(self._run)
         row.addWidget(self._cancel)
         layout.addLayout(row)
         layout.addWidget(self._status)
-        layout.addWidget(self._table)
+        self._table.setMinimumHeight(120)
+        layout.addWidget(self._table, 1)
+        self._scroll = QScrollArea()
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self._scroll)
 
         self._run.clicked.connect(self.run)
         self._cancel.clicked.connect(self.cancel)
         follow_layer_list(self.viewer, self.reset_choices)
+        stop_workers_on_close(self, self._stop_workers)
         self.reset_choices()
         active = self.viewer.layers.selection.active
         if isinstance(active, napari.layers.Labels):
@@ -186,6 +208,12 @@ class PolygonCheckWidget(QWidget):
         self._cancel.setEnabled(True)
         self._status.setText(f"Checking {layer.name!r} ({len(images)} slice(s))...")
         self._worker.start()
+
+    def _stop_workers(self) -> list:
+        """The window closes: stop the check after the current slice and return its worker."""
+        if self._worker is not None:
+            self._worker.quit()
+        return [self._worker]
 
     def cancel(self) -> None:
         """Stop a running check after the current slice."""

@@ -54,7 +54,9 @@ from napari_segflow.layers import (
     track_provenance,
 )
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
-from napari_segflow.widgets._torch import prepare_torch
+from napari_segflow.widgets._messages import model_error
+from napari_segflow.widgets._shutdown import stop_workers_on_close
+from napari_segflow.widgets._torch import prepare_torch, warm_up
 
 __all__ = ["PromptWidget"]
 
@@ -214,8 +216,17 @@ class PromptWidget(QWidget):
         self.viewer.dims.events.order.connect(self._schedule_embedding)
         self.viewer.dims.events.ndisplay.connect(self._schedule_embedding)
         follow_layer_list(self.viewer, self.reset_choices)
+        stop_workers_on_close(self, self._stop_workers)
         self.reset_choices()
         self._on_labels_changed(self._labels.value)
+
+    def _stop_workers(self) -> list:
+        """The window closes: drop the embedding being computed and hand its worker back."""
+        self._embed_timer.stop()
+        worker = self._worker
+        if worker is not None:
+            worker.quit()  # its result is not delivered; the model call itself runs to its end
+        return [worker]
 
     # ------------------------------------------------------------------ choices
     def _image_choices(self, _widget=None):
@@ -569,6 +580,7 @@ class PromptWidget(QWidget):
             pixels,
             window,
             _progress={"total": 0, "desc": f"{name} embedding"},
+            _ignore_errors=True,  # _on_embed_error tells the user; no second traceback
         )
         worker.returned.connect(lambda emb, t=token: self._on_embedded(t, emb))
         worker.finished.connect(lambda w=worker: self._on_worker_done(w))
@@ -594,6 +606,7 @@ class PromptWidget(QWidget):
     def _embed_job(self, name: str, pixels: np.ndarray, window=None):
         model = self._models.get(name)
         if model is None:
+            warm_up()  # torch's import and the model's build stay in this worker thread
             model = load_model(name)
             self._models[name] = model
         return model, model.embed(pixels, window=window)
@@ -608,8 +621,9 @@ class PromptWidget(QWidget):
     def _on_embed_error(self, token: tuple, exc: Exception) -> None:
         self.session.abandon(token)
         logger.debug("embedding failed", exc_info=exc)
-        show_warning(f"Could not compute the embedding: {exc}")
-        self._status.setText(f"Embedding failed: {exc}")
+        msg = model_error(self._model.value, exc)
+        show_warning(msg)
+        self._status.setText(msg)
 
     # --------------------------------------------------------------- prediction
     def _gate_reason(self) -> str | None:

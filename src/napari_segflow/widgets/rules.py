@@ -242,14 +242,18 @@ class RulesWidget(QWidget):
                 f"Label {layer.selected_label} is not a class of {tax.name}."
             )
         else:
-            name = tax.by_id(layer.selected_label).name
+            cid = int(layer.selected_label)
+            name = tax.by_id(cid).name
             rules = tax.rules_for(name)
+            # the class id is named as such: a bare "(1)" read as the id of another class
+            what = f"class {cid} {name!r}"
             if rules:
+                n = f"{len(rules)} rule" + ("s" if len(rules) != 1 else "")
                 self._class_title.setText(
-                    f"Rules for {name!r} ({len(rules)}): tick each once you have read it."
+                    f"Rules for {what}, {n}: tick each once you have read it."
                 )
             else:
-                self._class_title.setText(f"No rules written for {name!r}.")
+                self._class_title.setText(f"No rules written for {what}.")
             for rule in rules:
                 to = f" (-> {rule.resolve_to})" if rule.resolve_to else ""
                 item = QListWidgetItem(f"vs {_other(rule.classes, name)}{to}: {rule.text}")

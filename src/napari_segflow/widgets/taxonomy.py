@@ -7,10 +7,12 @@ from pathlib import Path
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -20,6 +22,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_segflow._writer import REQUIRE_CONFIRMED_KEY, save_labels
+from napari_segflow.core.io.validate import unknown_ids
 from napari_segflow.core.taxonomy import (
     Taxonomy,
     TaxonomyError,
@@ -33,6 +37,7 @@ from napari_segflow.layers import (
     get_taxonomy,
     labels_layer_kwargs,
     new_labels_data,
+    track_provenance,
 )
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 
@@ -64,9 +69,20 @@ class TaxonomyWidget(QWidget):
         self._labels = ComboBox(label="labels", choices=self._labels_choices, nullable=True)
         self._create = QPushButton("New Labels layer for image")
         self._apply = QPushButton("Apply to Labels layer")
+        self._save = QPushButton("Save labels...")
+        self._save.setToolTip(
+            "Save with segflow's writer (PNG, GeoTIFF, COCO JSON, NIfTI): taxonomy, AI "
+            "provenance and georeference kept"
+        )
         self._title = QLabel("No taxonomy loaded")
         self._title.setWordWrap(True)
         self._classes = QListWidget()
+        self._require = QCheckBox("require confirmed AI pixels when saving")
+        self._require.setToolTip(
+            "Saving this Labels layer (File > Save) refuses it while AI-made pixels are not "
+            "confirmed, like `segflow export --require-confirmed`; unticked, it warns and saves "
+            "them as AI-pending in the provenance sidecar."
+        )
         self._details = QLabel("")
         self._details.setWordWrap(True)
         self._details.setTextFormat(Qt.TextFormat.PlainText)
@@ -78,7 +94,9 @@ class TaxonomyWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self._create)
         row.addWidget(self._apply)
+        row.addWidget(self._save)
         layout.addLayout(row)
+        layout.addWidget(self._require)
         layout.addWidget(self._title)
         layout.addWidget(self._classes)
         layout.addWidget(self._details)
@@ -90,9 +108,11 @@ class TaxonomyWidget(QWidget):
         self._load.clicked.connect(self._on_load)
         self._create.clicked.connect(self._on_create)
         self._apply.clicked.connect(self._on_apply)
+        self._save.clicked.connect(lambda: self.save_labels())
         self._classes.currentRowChanged.connect(self._on_class_row)
         self._count_timer.timeout.connect(self.refresh_counts)
         self._labels.changed.connect(self._on_labels_changed)
+        self._require.toggled.connect(self._on_require_toggled)
         follow_layer_list(self.viewer, self.reset_choices)
         self.reset_choices()
         active = self.viewer.layers.selection.active
@@ -136,9 +156,13 @@ class TaxonomyWidget(QWidget):
     def _on_load(self) -> None:
         source = self._source.value
         if source == _FROM_FILE:
-            path = Path(self._file.value)
-            if not path.is_file():
+            raw = str(self._file.value or "").strip()
+            path = Path(raw)
+            if raw in ("", ".") or path.is_dir():
                 show_error("Choose a taxonomy file (YAML or JSON) first.")
+                return
+            if not path.is_file():
+                show_error(f"Taxonomy file not found: {path}")
                 return
             source = path
         try:
@@ -187,9 +211,46 @@ class TaxonomyWidget(QWidget):
             return
         apply_taxonomy(layer, self.taxonomy)
         self._watch(layer)
+        absent = unknown_ids(np.asarray(layer.data), self.taxonomy)
+        if absent:
+            shown = ", ".join(str(i) for i in absent[:10]) + (", ..." if len(absent) > 10 else "")
+            show_warning(
+                f"Layer {layer.name!r} holds {len(absent)} id(s) absent from taxonomy "
+                f"{self.taxonomy.name!r}: {shown}. They show uncoloured and saving refuses them; "
+                "choose the matching taxonomy or relabel them."
+            )
 
     def _on_apply(self) -> None:
         self.apply_to()
+
+    def save_labels(self, path: str | Path | None = None, layer=None) -> list[str]:
+        """Save the Labels layer with segflow's writer for the file's extension.
+
+        Unlike napari's Save dialog, which preselects napari's own writer, this always keeps
+        the taxonomy, the provenance sidecar and the georeference. Returns the files written
+        (empty after a refusal, which is shown as an error).
+        """
+        layer = layer or self._labels.value
+        if layer is None:
+            show_error("Choose a Labels layer first.")
+            return []
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(
+                self,
+                f"Save {layer.name!r} with segflow",
+                f"{layer.name}.png",
+                "Class-index PNG (*.png);;GeoTIFF (*.tif *.tiff);;COCO JSON (*.json);;"
+                "NIfTI (*.nii.gz *.nii)",
+            )
+            if not path:
+                return []
+        try:
+            written = save_labels(layer, str(path))
+        except (ValueError, OSError) as exc:
+            show_error(str(exc))
+            return []
+        show_info(f"Saved {', '.join(Path(w).name for w in written)}")
+        return written
 
     # --------------------------------------------------------------- class list
     def _on_labels_changed(self, layer) -> None:
@@ -208,12 +269,22 @@ class TaxonomyWidget(QWidget):
             for ev in (self._watched.events.paint, self._watched.events.data):
                 ev.disconnect(self._schedule_count)
             self._watched.events.selected_label.disconnect(self._sync_selection)
+            track_provenance(self._watched).changed.disconnect(self._schedule_count)
         self._watched = layer
         layer.events.paint.connect(self._schedule_count)
         layer.events.data.connect(self._schedule_count)
+        # napari's undo/redo emit no paint event; the provenance tracker wraps them and says so
+        track_provenance(layer).changed.connect(self._schedule_count)
         layer.events.selected_label.connect(self._sync_selection)
         self.refresh_counts()
         self._sync_selection()
+        self._require.blockSignals(True)
+        self._require.setChecked(bool(layer.metadata.get(REQUIRE_CONFIRMED_KEY, False)))
+        self._require.blockSignals(False)
+
+    def _on_require_toggled(self, on: bool) -> None:
+        if self._watched is not None:
+            self._watched.metadata[REQUIRE_CONFIRMED_KEY] = bool(on)
 
     def _schedule_count(self, *_args) -> None:
         self._count_timer.start()

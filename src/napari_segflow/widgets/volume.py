@@ -27,10 +27,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_segflow.core.segment.checkpoints import CheckpointError
 from napari_segflow.core.segment.volume import Prompt, PropagationCancelled
 from napari_segflow.layers_volume import commit_propagation, confirm_edit, withdraw_edit
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
-from napari_segflow.widgets._torch import prepare_torch
+from napari_segflow.widgets._messages import model_error
+from napari_segflow.widgets._shutdown import stop_workers_on_close
+from napari_segflow.widgets._torch import prepare_torch, warm_up
 
 __all__ = ["VolumeWidget"]
 
@@ -134,8 +137,14 @@ class VolumeWidget(QWidget):
         self._withdraw.clicked.connect(self.withdraw)
         self._image.changed.connect(self._on_image_changed)
         follow_layer_list(self.viewer, self.reset_choices)
+        stop_workers_on_close(self, self._stop_workers)
         self.reset_choices()
         self._update_buttons()
+
+    def _stop_workers(self) -> list:
+        """The window closes: cancel the propagation (between two slices) and return its worker."""
+        self._cancel.set()
+        return [self._worker]
 
     # ------------------------------------------------------------------ choices
     def _image_choices(self, _widget=None):
@@ -186,6 +195,7 @@ class VolumeWidget(QWidget):
         if name not in self._models:
             from napari_segflow.core.segment import load_model
 
+            warm_up()  # called from the worker thread: torch's import stays off the GUI thread
             self._models[name] = load_model(name)
         return self._models[name]
 
@@ -312,13 +322,14 @@ class VolumeWidget(QWidget):
         if isinstance(exc, PropagationCancelled):
             self._status.setText("Cancelled: nothing was changed.")
             show_info("Propagation cancelled: nothing was changed.")
-        elif isinstance(exc, ValueError):
+        elif isinstance(exc, ValueError) and not isinstance(exc, CheckpointError):
             self._status.setText(str(exc))
             show_error(str(exc))
         else:
             log.error("volume propagation failed", exc_info=exc)
-            self._status.setText(f"Propagation failed: {exc}")
-            show_error(f"Propagation failed: {type(exc).__name__}: {exc}")
+            msg = model_error(self._model.value, exc)
+            self._status.setText(msg)
+            show_error(msg)
 
     def _on_finished(self) -> None:
         if self._pbar is not None:
@@ -336,7 +347,14 @@ class VolumeWidget(QWidget):
         n = sum(confirm_edit(labels, e) for e in self.edits)
         self.edits = []
         self._update_buttons()
-        self._status.setText(f"{n:,} propagated voxels confirmed.")
+        if n:
+            self._status.setText(f"{n:,} propagated voxels confirmed.")
+        else:
+            msg = (
+                "Nothing to confirm: the propagated voxels were undone, painted over or withdrawn."
+            )
+            self._status.setText(msg)
+            show_info(msg)
         return n
 
     def withdraw(self) -> int:

@@ -30,6 +30,7 @@ __all__ = [
     "GeoImage",
     "geotiff_info",
     "is_georeferenced",
+    "open_band",
     "open_pyramid",
     "pixel_to_map",
     "read_geotiff",
@@ -67,6 +68,9 @@ def geotiff_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
+    from .guard import check_not_partial
+
+    check_not_partial(p)  # GDAL opens a killed writer's temporary as a zero-filled raster
     try:
         with warnings.catch_warnings():
             # plain TIFFs are legal input here; is_georeferenced() tells the caller
@@ -139,6 +143,11 @@ class _WindowedBands:
             self.shape = (len(bands), rows, cols)
         self.ndim = len(self.shape)
 
+    def __array__(self, dtype=None, copy=None):
+        # the whole raster in one read, for writers that need it all (PNG, COCO, NIfTI)
+        data = self[(slice(None),) * self.ndim]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
     def __getitem__(self, key):
         import rasterio
         from rasterio.enums import Resampling
@@ -169,6 +178,25 @@ class _WindowedBands:
         if len(self.bands) == 1:
             return data[0]
         return np.moveaxis(data, 0, -1) if self.rgb else data
+
+
+def open_band(path: str | os.PathLike[str], *, band: int = 1):
+    """One band of a raster as a lazy ``(rows, cols)`` array-like: each slice is one windowed read.
+
+    Nothing is read until it is sliced, so :func:`write_geotiff` streams it strip by strip and a
+    GeoTIFF source of any size exports in bounded memory. ``np.asarray`` reads it whole.
+
+    Parameters
+    ----------
+    path : path-like
+        Any raster rasterio opens.
+    band : int
+        1-based band index.
+    """
+    info = geotiff_info(path)
+    if not 1 <= int(band) <= info["count"]:
+        raise ValueError(f"{path}: band {band} out of range 1..{info['count']}")
+    return _WindowedBands(str(path), [int(band)], 1, False, info)
 
 
 def open_pyramid(

@@ -16,16 +16,114 @@ import numpy as np
 
 __all__ = [
     "LABEL_SUFFIXES",
+    "MAX_VOXELS",
+    "READERS",
     "MatchedFiles",
     "label_files",
     "label_stem",
     "match_label_files",
+    "read_label_file",
     "read_labels",
     "read_labels_like",
+    "read_npy",
+    "read_tiff",
 ]
 
 #: File endings :func:`read_labels` understands (longest first so ``.nii.gz`` wins over ``.gz``).
 LABEL_SUFFIXES = (".nii.gz", ".nii", ".png", ".tiff", ".tif")
+
+#: Largest array (elements) read from the shape a TIFF or NPY header announces.
+MAX_VOXELS = 1 << 31
+
+
+def _bounded(p: Path, shape: tuple[int, ...]) -> None:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > MAX_VOXELS:
+        raise ValueError(f"{p}: header announces {n} elements, above the limit of {MAX_VOXELS}")
+
+
+def read_npy(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a ``.npy`` label array, memory-mapped, never unpickling anything.
+
+    Raises
+    ------
+    ValueError
+        For another format, a damaged or empty file, an empty or object array.
+    """
+    from .guard import check_format, check_not_partial
+
+    p = Path(path)
+    check_not_partial(p)
+    check_format(p, {"npy"})
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{p}: not a readable .npy array ({exc})") from None
+    if arr.size == 0:
+        raise ValueError(f"{p}: empty array of shape {arr.shape}")
+    return arr
+
+
+def read_tiff(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a (multi-page) TIFF with tifffile, its announced size bounded first."""
+    import tifffile
+
+    from .guard import check_format, check_not_partial
+
+    p = Path(path)
+    check_not_partial(p)
+    check_format(p, {"tiff"})
+    try:
+        with tifffile.TiffFile(p) as tf:
+            if not tf.series:
+                raise ValueError("no image in the file")
+            _bounded(p, tuple(tf.series[0].shape))
+            return tf.asarray()
+    except ValueError as exc:
+        if str(exc).startswith(str(p)):
+            raise
+        raise ValueError(f"{p}: cannot read TIFF ({exc})") from None
+    except Exception as exc:  # tifffile raises several kinds for damaged files
+        raise ValueError(f"{p}: cannot read TIFF ({type(exc).__name__}: {exc})") from None
+
+
+def _read_png(p: Path) -> np.ndarray:
+    from napari_segflow.core.io.png import read_png
+
+    return read_png(p)
+
+
+def _read_nifti(p: Path) -> np.ndarray:
+    from napari_segflow.core.io.nifti import read_nifti
+
+    return read_nifti(p).data
+
+
+#: Label readers by file ending (longest first). Every reader here validates the content and
+#: raises a one-line ``ValueError`` for a bad file; the hostile-input tests run each of them
+#: over damaged, empty, mislabelled and oversized files, so a reader added here is tested too.
+READERS = {
+    ".nii.gz": _read_nifti,
+    ".nii": _read_nifti,
+    ".png": _read_png,
+    ".tiff": read_tiff,
+    ".tif": read_tiff,
+    ".npy": read_npy,
+}
+
+
+def read_label_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a label array with the reader :data:`READERS` names for the file's ending."""
+    p = Path(path)
+    lower = p.name.lower()
+    for suffix, reader in READERS.items():
+        if lower.endswith(suffix):
+            if not p.is_file():
+                raise ValueError(f"{p}: no such file")
+            return reader(p)
+    raise ValueError(f"{p}: unsupported label file type (expected {', '.join(READERS)})")
 
 
 def label_stem(path: str | os.PathLike[str]) -> str | None:
@@ -62,24 +160,9 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
     lower = p.name.lower()
-    if lower.endswith((".nii", ".nii.gz")):
-        from napari_segflow.core.io.nifti import read_nifti
-
-        arr = read_nifti(p).data
-    elif lower.endswith(".png"):
-        from napari_segflow.core.io.png import read_png
-
-        arr = read_png(p)
-    elif lower.endswith((".tif", ".tiff")):
-        import tifffile
-
-        try:
-            arr = tifffile.imread(p)
-        except Exception as exc:  # tifffile raises several kinds for damaged files
-            raise ValueError(f"{p}: cannot read TIFF ({type(exc).__name__}: {exc})") from None
-    else:
+    if not lower.endswith(LABEL_SUFFIXES):
         raise ValueError(f"{p}: unknown label file type (expected {', '.join(LABEL_SUFFIXES)})")
-    arr = np.asarray(arr)
+    arr = np.asarray(read_label_file(p))
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if arr.dtype.kind == "f":

@@ -11,7 +11,11 @@ import numpy as np
 from napari_segflow.core.atomic import atomic_path
 from napari_segflow.core.taxonomy import Taxonomy
 
+from .guard import check_format, check_not_partial
 from .validate import ExportError, validate_labels
+
+#: Largest volume (voxels) read from the size a NIfTI header announces.
+MAX_VOXELS = 1 << 31
 
 __all__ = ["NiftiVolume", "read_nifti", "write_nifti"]
 
@@ -42,9 +46,18 @@ def read_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
+    check_not_partial(p)
+    try:
+        check_format(p, {"gzip", "nifti"})
+    except ValueError as exc:
+        detail = str(exc).removeprefix(f"{p}: ")
+        raise ValueError(f"{p}: not a readable NIfTI file ({detail})") from None
     try:
         img = nib.load(str(p))
         hdr = img.header
+        voxels = int(np.prod([int(d) for d in img.shape], dtype=np.float64))
+        if voxels > MAX_VOXELS:
+            raise ValueError(f"header announces {voxels} voxels, above the limit of {MAX_VOXELS}")
         slope, inter = hdr.get_slope_inter()
         scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
         data = np.asarray(img.dataobj) if scaled else np.asanyarray(img.dataobj.get_unscaled())

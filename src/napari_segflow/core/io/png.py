@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +15,37 @@ from PIL.PngImagePlugin import PngInfo
 from napari_segflow.core.atomic import atomic_path
 from napari_segflow.core.taxonomy import Taxonomy, TaxonomyError, taxonomy_from_dict
 
+from .guard import check_format, check_not_partial
 from .validate import ExportError, validate_labels
 
-__all__ = ["TAXONOMY_CHUNK", "colorize", "png_paths", "read_png", "read_png_taxonomy", "write_png"]
+__all__ = [
+    "TAXONOMY_CHUNK",
+    "TAXONOMY_HASH_CHUNK",
+    "colorize",
+    "png_paths",
+    "read_png",
+    "read_png_taxonomy",
+    "taxonomy_digest",
+    "write_png",
+]
 
-#: PNG text chunk that carries the taxonomy (JSON), so a mask re-opens with its classes.
+#: PNG text chunk that carries the taxonomy (compact JSON, zlib-compressed), so a mask re-opens
+#: with its classes.
 TAXONOMY_CHUNK = "segflow:taxonomy"
+#: PNG text chunk with the SHA-256 of the taxonomy's compact JSON (always written).
+TAXONOMY_HASH_CHUNK = "segflow:taxonomy-sha256"
+#: A taxonomy whose compressed copy is larger than this is recorded by its hash only, so a
+#: huge taxonomy does not make every mask huge.
+MAX_EMBEDDED_TAXONOMY = 256 * 1024
+
+
+def _compact_taxonomy(taxonomy: Taxonomy) -> str:
+    return json.dumps(taxonomy.to_dict(), separators=(",", ":"), sort_keys=True)
+
+
+def taxonomy_digest(taxonomy: Taxonomy) -> str:
+    """SHA-256 (hex) of the taxonomy's compact JSON, as written into each PNG."""
+    return hashlib.sha256(_compact_taxonomy(taxonomy).encode("utf-8")).hexdigest()
 
 
 def png_paths(
@@ -85,7 +112,10 @@ def write_png(
         raise ExportError("PNG masks hold ids 0..65535")
     dtype = np.uint8 if int(arr.max()) <= 255 else np.uint16
     info = PngInfo()
-    info.add_text(TAXONOMY_CHUNK, json.dumps(taxonomy.to_dict()))
+    text = _compact_taxonomy(taxonomy)
+    info.add_text(TAXONOMY_HASH_CHUNK, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    if len(zlib.compress(text.encode("utf-8"))) <= MAX_EMBEDDED_TAXONOMY:
+        info.add_text(TAXONOMY_CHUNK, text, zip=True)
     written = []
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(arr.astype(dtype))).save(
@@ -105,18 +135,24 @@ def read_png(path: str | os.PathLike[str]) -> np.ndarray:
     Raises
     ------
     ValueError
-        When the file is not a single-channel PNG (a colour preview, for instance).
+        When the file is not a PNG by its content (a JPEG renamed ``.png``), is larger than
+        Pillow's decompression-bomb limit, is damaged, or is not single-channel (a colour
+        preview, for instance).
     """
+    check_not_partial(path)
+    check_format(path, {"png"})
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=["PNG"]) as img:
             img.load()
             if img.mode not in ("L", "I;16", "I;16B", "I", "P", "1"):
                 raise ValueError(
                     f"{path}: not a class-index PNG (mode {img.mode}); colour previews cannot be read as labels"
                 )
             arr = np.array(img)
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"{path}: cannot read PNG ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{path}: refused, too many pixels ({exc})") from None
+    except (OSError, SyntaxError, EOFError, MemoryError) as exc:
+        raise ValueError(f"{path}: cannot read PNG ({type(exc).__name__}: {exc})") from None
     if arr.dtype == np.int32:
         arr = arr.astype(np.uint16)
     if arr.dtype == bool:
@@ -127,13 +163,13 @@ def read_png(path: str | os.PathLike[str]) -> np.ndarray:
 def read_png_taxonomy(path: str | os.PathLike[str]) -> Taxonomy | None:
     """The taxonomy embedded by :func:`write_png`, or ``None`` for PNGs written elsewhere."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=["PNG"]) as img:
             text = getattr(img, "text", {}).get(TAXONOMY_CHUNK)
-    except OSError:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     if text is None:
         return None
     try:
         return taxonomy_from_dict(json.loads(text), source=f"{path} (embedded taxonomy)")
-    except (json.JSONDecodeError, TaxonomyError):
+    except (json.JSONDecodeError, RecursionError, TaxonomyError):
         return None

@@ -13,15 +13,22 @@ Outputs of an image ``<stem>`` in the output folder:
 - ``<stem>.png.provenance.npz``: the provenance sidecar (AI-pending pixels, same shape);
 - ``<stem>.prelabel.json``: what happened to every object (refined, kept and flagged, copied).
 
-Each file is written atomically (temporary name, then rename). A rerun skips an image whose
-three files exist and read back with the right shape; anything else is done again. Killing a
-worker or the whole job therefore loses no finished image and leaves no half-written file.
+The three files of an image are written to temporaries first and renamed only when all three
+are complete (the label file last), so an image that fails leaves none of them. The report
+records what produced the outputs (:func:`task_fingerprint`: hashes of the image, coarse
+labels and prompts, the taxonomy, model, checkpoint and options). A rerun skips an image only
+when its three files exist, read back with the right shape and were produced from the same
+inputs; a stale image (new coarse labels, another taxonomy or options) is done again. Killing
+a worker or the whole job therefore loses no finished image and leaves no half-written file.
 
 dask is imported only inside :func:`run_prelabel` when a cluster is used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import logging
 import math
@@ -37,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_segflow.core.atomic import atomic_write_bytes
+from napari_segflow.core.atomic import atomic_path, atomic_write_bytes
 from napari_segflow.core.dask_client import dask_client
 from napari_segflow.core.io.labels import label_files, read_labels
 from napari_segflow.core.io.png import read_png, write_png
@@ -51,7 +58,7 @@ from napari_segflow.core.prelabel.volume import (
     volume_suffix,
     write_volume,
 )
-from napari_segflow.core.provenance import read_provenance, write_provenance
+from napari_segflow.core.provenance import read_provenance
 from napari_segflow.core.taxonomy import Taxonomy, taxonomy_from_dict
 
 __all__ = [
@@ -68,6 +75,7 @@ __all__ = [
     "process_image",
     "read_image",
     "run_prelabel",
+    "task_fingerprint",
 ]
 
 log = logging.getLogger(__name__)
@@ -97,6 +105,11 @@ class PrelabelJob:
         Threads torch uses per task; fixed so that results do not depend on the machine.
     axis : int or None
         Slice axis of volumes (file array order); None: NIfTI's last axis, a TIFF stack's first.
+    classifier : str or None
+        A pixel-classifier file: pre-label every image with it (no coarse labels or prompts;
+        :mod:`napari_segflow.core.prelabel.classifier`). ``model`` then only embeds.
+    min_confidence : float
+        With ``classifier``: pixels below this confidence stay unlabelled.
     """
 
     out_dir: str
@@ -107,6 +120,8 @@ class PrelabelJob:
     options: dict = field(default_factory=dict)
     torch_threads: int = 1
     axis: int | None = None
+    classifier: str | None = None
+    min_confidence: float = 0.5
 
     def model_key(self) -> tuple:
         window = tuple(self.window) if isinstance(self.window, list) else self.window
@@ -158,6 +173,8 @@ class BatchSummary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: Images whose earlier outputs were stale (inputs, taxonomy or options changed): redone.
+    stale: list[str] = field(default_factory=list)
     seconds: float = 0.0
     flagged_objects: int = 0
     object_counts: dict[str, int] = field(default_factory=dict)
@@ -182,6 +199,7 @@ class BatchSummary:
             "done": sorted(self.done),
             "skipped": sorted(self.skipped),
             "failed": dict(sorted(self.failed.items())),
+            "stale": sorted(self.stale),
             "seconds": round(self.seconds, 3),
             "images_per_second": None
             if math.isnan(self.images_per_second)
@@ -252,16 +270,60 @@ def output_paths(
     return labels, labels.with_name(labels.name + ".provenance.npz"), d / f"{stem}.prelabel.json"
 
 
+def _file_digest(path: str | os.PathLike[str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _json_digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def task_fingerprint(job: PrelabelJob, task: ImageTask) -> dict[str, Any]:
+    """What produces the outputs of ``task``: a rerun redoes the image when this differs.
+
+    Content hashes of the image, the coarse labels and the prompt entries; a hash of the
+    taxonomy; the model, checkpoint (size and modification time), window, axis and options.
+
+    Raises
+    ------
+    OSError
+        When an input cannot be read.
+    """
+    ckpt = None
+    if job.checkpoint:
+        st = os.stat(job.checkpoint)
+        ckpt = [str(job.checkpoint), st.st_size, st.st_mtime_ns]
+    return {
+        "image": _file_digest(task.image),
+        "coarse": None if task.coarse is None else _file_digest(task.coarse),
+        "prompts": _json_digest(list(task.prompts)) if task.prompts else None,
+        "taxonomy": _json_digest(job.taxonomy),
+        "model": job.model,
+        "checkpoint": ckpt,
+        "window": job.window,
+        "axis": job.axis,
+        "options": _json_digest(job.options),
+    }
+
+
 def output_valid(
     out_dir: str | os.PathLike[str],
     stem: str,
     shape: tuple[int, ...] | None = None,
     suffix: str = ".png",
+    *,
+    fingerprint: Mapping[str, Any] | None = None,
 ) -> bool:
     """Whether image ``stem`` has complete, readable outputs (of ``shape`` when given).
 
     A 2D label image is compared with the image's first two dimensions, a volume with all
-    three; ``suffix`` as for :func:`output_paths`.
+    three; ``suffix`` as for :func:`output_paths`. With ``fingerprint`` (see
+    :func:`task_fingerprint`) the outputs must also have been produced from the same inputs.
     """
     labels_path, prov_path, report_path = output_paths(out_dir, stem, suffix)
     if not (labels_path.is_file() and prov_path.is_file() and report_path.is_file()):
@@ -273,6 +335,10 @@ def output_valid(
     except Exception:  # any damage (truncated PNG or npz, bad JSON) means "do it again"
         return False
     if prov is None or prov.shape != labels.shape or report.get("stem") != stem:
+        return False
+    if fingerprint is not None and report.get("produced_by") != json.loads(
+        json.dumps(fingerprint, default=str)
+    ):
         return False
     return shape is None or tuple(labels.shape) == tuple(shape[: max(labels.ndim, 2)])
 
@@ -363,10 +429,30 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
     try:
         from napari_segflow.core.prelabel.prompts import entries_to_objects
 
+        fingerprint = task_fingerprint(job, task)
         taxonomy = job.get_taxonomy()
         kind = volume_kind(task.image)
         affine = None
-        if kind is not None:
+        if job.classifier is not None:
+            from napari_segflow.core.prelabel.classifier import prelabel_with_classifier
+
+            if kind is not None:
+                image, affine = read_volume(task.image)
+                axis = default_axis(kind, image.ndim) if job.axis is None else job.axis
+            else:
+                image, axis = read_image(task.image), None
+
+            def run(m):
+                return prelabel_with_classifier(
+                    image,
+                    m,
+                    classifier=job.classifier,
+                    taxonomy=taxonomy,
+                    axis=axis,
+                    min_confidence=job.min_confidence,
+                )
+
+        elif kind is not None:
             if task.coarse is None:
                 raise ValueError("volumes are pre-labelled from coarse label volumes (--coarse)")
             image, affine = read_volume(task.image)
@@ -413,27 +499,32 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
         lock = None
         if model is None:
             model, lock = _model_for(job)
-        import torch
+        from napari_segflow.core.segment.threads import using_threads
 
-        before = torch.get_num_threads()
         if lock is not None:
             lock.acquire()
         try:
-            torch.set_num_threads(job.torch_threads)
-            result = run(model)
+            with using_threads(job.torch_threads):  # torch and ONNX Runtime alike
+                result = run(model)
         finally:
-            torch.set_num_threads(before)
             if lock is not None:
                 lock.release()
-        labels_path, _, report_path = output_paths(job.out_dir, task.stem, volume_suffix(kind))
-        report = {"stem": task.stem, "image": task.image, "model": job.model, **result.to_dict()}
-        atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
-        # the label file goes last: once it is there, the image is finished
-        write_provenance(labels_path, result.provenance)
-        if kind is None:
-            write_png(result.labels, labels_path, taxonomy=taxonomy)
-        else:
-            write_volume(result.labels, labels_path, affine=affine, taxonomy=taxonomy)
+        paths = output_paths(job.out_dir, task.stem, volume_suffix(kind))
+        report = {
+            "stem": task.stem,
+            "image": task.image,
+            "model": job.model,
+            "produced_by": json.loads(json.dumps(fingerprint, default=str)),
+            **result.to_dict(),
+        }
+
+        def write_labels(tmp: Path) -> None:
+            if kind is None:
+                write_png(result.labels, tmp, taxonomy=taxonomy)
+            else:
+                write_volume(result.labels, tmp, affine=affine, taxonomy=taxonomy)
+
+        _write_outputs(paths, write_labels, result.provenance, report)
         return ImageOutcome(
             task.stem,
             "done",
@@ -444,10 +535,45 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
         )
     except Exception as exc:  # one bad image must never stop the run
         log.debug("%s failed:\n%s", task.stem, traceback.format_exc())
+        _remove_orphans(job.out_dir, task.stem, volume_suffix(volume_kind(task.image)))
         reason = str(exc) or type(exc).__name__
         return ImageOutcome(
             task.stem, "failed", reason=reason, seconds=time.perf_counter() - t0, worker=where
         )
+
+
+def _write_outputs(
+    paths: tuple[Path, Path, Path],
+    write_labels: Callable[[Path], None],
+    provenance: np.ndarray,
+    report: Mapping[str, Any],
+) -> None:
+    """Write the three outputs of an image together: all three, or none of them.
+
+    Each goes to a temporary first; only when all are complete are they renamed, the label
+    file last (its presence means "finished").
+    """
+    labels_path, prov_path, report_path = paths
+    buf = io.BytesIO()
+    np.savez_compressed(buf, provenance=np.asarray(provenance, dtype=np.uint8))
+    with (
+        atomic_path(labels_path) as labels_tmp,
+        atomic_path(prov_path) as prov_tmp,
+        atomic_path(report_path) as report_tmp,
+    ):
+        write_labels(labels_tmp)
+        prov_tmp.write_bytes(buf.getvalue())
+        report_tmp.write_bytes(json.dumps(report, indent=1).encode())
+
+
+def _remove_orphans(out_dir: str, stem: str, suffix: str) -> None:
+    """After a failure: sidecars without their label file are not a result; remove them."""
+    labels_path, prov_path, report_path = output_paths(out_dir, stem, suffix)
+    if labels_path.is_file():
+        return  # an earlier complete result stays (a rerun finds it stale or valid)
+    for p in (prov_path, report_path):
+        with contextlib.suppress(OSError):
+            p.unlink()
 
 
 def _image_shape(path: str) -> tuple[int, ...] | None:
@@ -519,13 +645,27 @@ def run_prelabel(
     todo = []
     for t in tasks:
         suffix = volume_suffix(volume_kind(t.image))
-        if output_valid(job.out_dir, t.stem, _image_shape(t.image), suffix):
+        shape = _image_shape(t.image)
+        try:
+            fingerprint = task_fingerprint(job, t)
+        except OSError:
+            fingerprint = None  # unreadable input: processing reports it
+        if fingerprint is not None and output_valid(
+            job.out_dir, t.stem, shape, suffix, fingerprint=fingerprint
+        ):
             report(ImageOutcome(t.stem, "skipped", reason="valid output exists"))
-        else:
-            todo.append(t)
+            continue
+        if output_valid(job.out_dir, t.stem, shape, suffix):
+            summary.stale.append(t.stem)  # complete, but made from other inputs or options
+        todo.append(t)
     work_start = time.perf_counter()
     if todo:
         if client is None and scheduler is None and not workers:
+            # the model loads once, before the first image: a bad checkpoint is one error
+            try:
+                _model_for(job)
+            except Exception as exc:
+                raise ValueError(f"cannot load model {job.model!r}: {exc}") from None
             for t in todo:
                 report(process_image(job, t))
         else:
@@ -544,7 +684,10 @@ def _run_distributed(job, todo, report, client, scheduler, workers, processes) -
 
     with dask_client(client, scheduler=scheduler, workers=workers, processes=processes) as client:
         # every worker loads the model now (a bad checkpoint fails here, once, clearly)
-        client.run(preload_model, job)
+        try:
+            client.run(preload_model, job)
+        except Exception as exc:
+            raise ValueError(f"cannot load model {job.model!r}: {exc}") from None
         run_id = uuid.uuid4().hex[:8]
         futures = {
             client.submit(process_image, job, t, key=f"prelabel-{t.stem}-{run_id}"): t

@@ -44,6 +44,7 @@ __all__ = [
 
 #: Status of an object in :class:`ObjectResult`.
 REFINED = "refined"  # the model's boundary was kept (changed pixels are AI-pending)
+UNCHANGED = "unchanged"  # counted apart: the model agreed with the coarse shape exactly
 KEPT = "kept"  # the model disagreed with the coarse shape: coarse kept, flagged for review
 COPIED = "copied"  # class has ai_assist false: copied untouched
 ADDED = "added"  # box/points-only prompt: the model's mask was painted
@@ -77,8 +78,16 @@ class RefineOptions:
         The model sees a window around the object's box enlarged by this fraction of the box
         size on every side (small objects would otherwise be a few pixels in the model's frame).
     min_window : int
-        Smallest side of that window in pixels. Images no larger than twice this are
-        embedded whole, once for all their objects.
+        Smallest side of that window in pixels.
+    embed_tile : int
+        Images whose longest side is at most this are embedded once, whole, and that one
+        embedding serves all their objects (their decoder calls are batched where the model
+        allows). Larger images are covered by overlapping square tiles of this side, each
+        embedded once when an object needs it; an object no tile holds gets its own window.
+    zoom_below : float
+        An object whose box spans fewer than this many of the model's input pixels in the shared
+        embedding (LiteMedSAM sees 256, SAM 2 1024 per side) gets its own zoomed embedding of the
+        window around it (``context``, ``min_window``), where the model sees it larger. 0: never.
     connectivity : int
         1 (4-connected) or 2 (8-connected) components.
     confidence : float
@@ -105,6 +114,8 @@ class RefineOptions:
     use_points: bool | None = None
     context: float = 1.0
     min_window: int = 64
+    embed_tile: int = 1024
+    zoom_below: float = 0.0
     connectivity: int = 2
     confidence: float = 4.0
     min_width: int = 5
@@ -119,6 +130,8 @@ class RefineOptions:
             raise ValueError(f"connectivity must be 1 or 2, got {self.connectivity}")
         if self.context < 0 or self.min_window < 8:
             raise ValueError("context must be >= 0 and min_window >= 8")
+        if self.embed_tile < 64 or self.zoom_below < 0:
+            raise ValueError("embed_tile must be >= 64 and zoom_below >= 0")
 
     def to_dict(self) -> dict:
         """Plain values (for job files and reports)."""
@@ -226,10 +239,16 @@ class PrelabelResult:
         return [o for o in self.objects if o.flagged]
 
     def counts(self) -> dict[str, int]:
-        """``{status: number of objects}``."""
+        """``{status: number of objects}``.
+
+        ``"refined"`` counts only objects whose pixels the model changed; an object the model
+        agreed with exactly (status ``"refined"``, ``changed == 0``) counts as ``"unchanged"``,
+        so a summary's "refined N" is what a reviewer will find changed.
+        """
         out: dict[str, int] = {}
         for o in self.objects:
-            out[o.status] = out.get(o.status, 0) + 1
+            key = UNCHANGED if o.status == REFINED and o.changed == 0 else o.status
+            out[key] = out.get(key, 0) + 1
         return out
 
     def to_dict(self) -> dict:
@@ -381,9 +400,7 @@ def objects_from_labels(
 
 
 def _window(box, shape, opts: RefineOptions) -> tuple[slice, slice]:
-    if max(shape) <= 2 * opts.min_window:
-        # a small image is embedded once, whole, and shared by all its objects
-        return slice(0, shape[0]), slice(0, shape[1])
+    """The zoomed window of one object: its box grown by ``context``, at least ``min_window``."""
     r0, c0, r1, c1 = box
     out = []
     for lo, hi, n in ((r0, r1, shape[0]), (c0, c1, shape[1])):
@@ -455,6 +472,62 @@ def _points(mask: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
             pts.append((rr, cc))
     labels = [1] + [0] * (len(pts) - 1)
     return np.asarray(pts, dtype=np.float64), np.asarray(labels, dtype=np.int32)
+
+
+def _input_side(model) -> int:
+    """Side of the square picture the model's encoder sees."""
+    return 1024 if str(getattr(model, "name", "")).startswith("sam2") else 256
+
+
+def _tiles(shape, side: int) -> list[tuple[slice, slice]]:
+    """Square windows of ``side`` covering ``shape``, overlapping by a quarter (one if it fits)."""
+    axes = []
+    for n in shape:
+        if n <= side:
+            axes.append([slice(0, n)])
+            continue
+        step = side - side // 4
+        starts = list(range(0, n - side, step)) + [n - side]
+        axes.append([slice(a, a + side) for a in starts])
+    return [(rs, cs) for rs in axes[0] for cs in axes[1]]
+
+
+def _grown(box, margin: int, shape) -> tuple[slice, slice]:
+    r0, c0, r1, c1 = box
+    return (
+        slice(max(r0 - margin, 0), min(r1 + margin + 1, shape[0])),
+        slice(max(c0 - margin, 0), min(c1 + margin + 1, shape[1])),
+    )
+
+
+def _plan(box, shape, tiles, model, opts: RefineOptions):
+    """Where one object is seen: ``(source window embedded, local window judged in)``.
+
+    The source is the tile (or the whole image) that holds the object's box with room for its
+    band, the one whose centre is nearest the box; the local window is the box grown by the band
+    and the width filter, inside that tile. Objects that span too few of the model's input pixels
+    there (``zoom_below``), or that no tile holds, get their own zoomed window for both.
+    """
+    r0, c0, r1, c1 = box
+    margin = opts.max_band_px + opts.min_width + 3
+    need = _grown(box, margin, shape)
+    best = None
+    for rs, cs in tiles:
+        if rs.start <= need[0].start and need[0].stop <= rs.stop:
+            if cs.start <= need[1].start and need[1].stop <= cs.stop:
+                d = abs((rs.start + rs.stop) - (r0 + r1)) + abs((cs.start + cs.stop) - (c0 + c1))
+                if best is None or d < best[0]:
+                    best = (d, (rs, cs))
+    if best is not None:
+        rs, cs = best[1]
+        side = max(rs.stop - rs.start, cs.stop - cs.start)
+        seen = max(r1 - r0 + 1, c1 - c0 + 1) * _input_side(model) / side
+        if seen >= opts.zoom_below:
+            # the local window: enough for the band, plus the object's context for the edge check
+            local = _grown(box, margin, shape)
+            return (rs, cs), local
+    win = _window(box, shape, opts)
+    return win, win
 
 
 # ------------------------------------------------------------------------------- main
@@ -546,95 +619,144 @@ def prelabel_image(
     if taxonomy is not None:
         no_ai = {c.id for c in taxonomy.classes if not c.ai_assist}
     copied = sorted({int(v) for v in np.unique(original).tolist()} & no_ai)
-    use_points = model.supports_points if opts.use_points is None else bool(opts.use_points)
+    # clicks only help a backend whose network was trained with them (LiteMedSAM turns clicks
+    # into box edits, which add nothing to a box drawn around a known object)
+    trained = getattr(model, "trained_with_clicks", model.supports_points)
+    use_points = trained if opts.use_points is None else bool(opts.use_points)
+    # LiteMedSAM decodes boxes only (a mask prompt is ignored with a box): all the boxes of one
+    # embedding go through its decoder in one call
+    batch = getattr(model, "predict_boxes", None) if not use_points else None
 
-    results: list[ObjectResult] = []
+    # 1. where each object is seen; objects sharing a source window share one embedding
+    tiles = _tiles(shape, opts.embed_tile)
+    plans: dict[int, tuple] = {}
+    groups: dict[tuple, list[int]] = {}
+    boxes = [o.bbox() for o in objs]
     for i, obj in enumerate(objs):
+        if obj.class_id in no_ai:
+            continue
+        src, local = _plan(boxes[i], shape, tiles, model, opts)
+        if obj.mask is None:  # the model's mask may reach beyond a prompt box
+            win = _window(boxes[i], shape, opts)
+            local = tuple(
+                slice(max(w.start, t.start), min(w.stop, t.stop))
+                for w, t in zip(win, src, strict=True)
+            )
+        plans[i] = (src, local)
+        key = (src[0].start, src[0].stop, src[1].start, src[1].stop)
+        groups.setdefault(key, []).append(i)
+
+    # 2. one embedding per source window; the model's view of each object, cut to its window
+    views: dict[int, _View] = {}
+    done = 0
+    for members in groups.values():
         if cancel is not None and cancel():
             raise InterruptedError("pre-labelling cancelled")
-        box = obj.bbox()
+        rs, cs = plans[members[0]][0]
+        crop = img[rs, cs]
+        emb = model.embed(crop) if window is ... else model.embed(crop, window=window)
+        easy = [
+            i
+            for i in members
+            if batch is not None
+            and (objs[i].mask is not None or (objs[i].box is not None and objs[i].points is None))
+        ]
+        results = {}
+        for start in range(0, len(easy), _BATCH):
+            part = easy[start : start + _BATCH]
+            local_boxes = [_shift(boxes[i], rs.start, cs.start) for i in part]
+            results.update(zip(part, batch(emb, local_boxes), strict=True))
+            if cancel is not None and cancel():
+                raise InterruptedError("pre-labelling cancelled")
+        for i in members:
+            res = results.pop(i, None)
+            if res is None:
+                res = _predict_one(model, emb, objs[i], boxes[i], rs, cs, use_points, opts)
+            views[i] = _view(model, res, crop.shape[:2], plans[i][1], rs, cs)
+            done += 1
+            if progress is not None:
+                progress(done, len(objs) + 1)
+
+    # 3. apply in object order (an earlier object's growth is never taken by a later one)
+    results_out: list[ObjectResult] = []
+    for i, obj in enumerate(objs):
+        box = boxes[i]
         area = 0 if obj.mask is None else int(np.count_nonzero(obj.mask))
         if obj.class_id in no_ai:
             if obj.class_id not in copied:
                 copied.append(obj.class_id)
-            results.append(ObjectResult(obj.class_id, box, area, COPIED))
+            results_out.append(ObjectResult(obj.class_id, box, area, COPIED))
         elif obj.mask is None:
-            results.append(
-                _add_object(img, model, obj, box, labels, original, prov, unl, opts, window)
-            )
+            results_out.append(_add_object(views[i], obj, box, labels, original, prov, unl, opts))
         else:
-            results.append(
-                _refine_object(
-                    img,
-                    model,
-                    obj,
-                    box,
-                    area,
-                    labels,
-                    original,
-                    prov,
-                    unl,
-                    opts,
-                    use_points,
-                    window,
-                )
+            results_out.append(
+                _refine_object(img, views[i], obj, box, area, labels, original, prov, unl, opts)
             )
-        if progress is not None:
-            progress(i + 1, len(objs))
-    return PrelabelResult(labels, prov, tuple(results), tuple(sorted(copied)))
+    if progress is not None:
+        progress(len(objs) + 1, len(objs) + 1)
+    return PrelabelResult(labels, prov, tuple(results_out), tuple(sorted(copied)))
 
 
-def _predict(
-    model,
-    crop,
-    *,
-    box,
-    mask_input=None,
-    points=None,
-    point_labels=None,
-    multimask=False,
-    window=...,
-):
-    emb = model.embed(crop) if window is ... else model.embed(crop, window=window)
-    return model.predict(
-        emb,
-        box=box,
-        mask_input=mask_input,
-        points=points,
-        point_labels=point_labels,
-        multimask=multimask,
-    )
+#: boxes per decoder call: bounds the full-size masks held at once
+_BATCH = 16
 
 
-def _refine_object(
-    img, model, obj, box, area, labels, original, prov, unl, opts, use_points, window=...
-):
-    rs, cs = _window(box, labels.shape, opts)
-    coarse = obj.mask[rs, cs]
+@dataclass(frozen=True, eq=False)
+class _View:
+    """The model's answer for one object, cut to its local window."""
+
+    rs: slice
+    cs: slice
+    mask: np.ndarray
+    sure: np.ndarray
+    score: float
+
+
+def _shift(box, r_off: int, c_off: int) -> tuple[int, int, int, int]:
     r0, c0, r1, c1 = box
-    lbox = (r0 - rs.start, c0 - cs.start, r1 - rs.start, c1 - cs.start)
+    return (r0 - r_off, c0 - c_off, r1 - r_off, c1 - c_off)
+
+
+def _predict_one(model, emb, obj, box, rs, cs, use_points, opts):
+    """One object through ``model.predict`` (points, mask prompts, or models without batching)."""
+    lbox = _shift(box, rs.start, cs.start)
+    if obj.mask is None:
+        pts = None
+        if obj.points is not None and len(obj.points):
+            pts = np.asarray(obj.points, dtype=np.float64) - (rs.start, cs.start)
+        return model.predict(
+            emb, box=None if obj.box is None else lbox, points=pts, point_labels=obj.point_labels
+        )
+    coarse = obj.mask[rs, cs]
     pts = plab = None
     if use_points:
         pts, plab = _points(coarse, lbox)
     logits = coarse_mask_logits(coarse, model, magnitude=opts.mask_logit)
-    res = _predict(
-        model,
-        img[rs, cs],
-        box=lbox,
-        mask_input=logits,
-        points=pts,
-        point_labels=plab,
-        window=window,
+    return model.predict(emb, box=lbox, mask_input=logits, points=pts, point_labels=plab)
+
+
+def _view(model, res, src_shape, local, rs, cs) -> _View:
+    """Cut a result on the source window down to the object's local window."""
+    sub = (
+        slice(local[0].start - rs.start, local[0].stop - rs.start),
+        slice(local[1].start - cs.start, local[1].stop - cs.start),
     )
+    sure = _full_logits(model, res.logits, src_shape)
+    if sure is None:  # backend without known logit geometry: trust the thresholded mask
+        sure = np.where(res.mask, np.inf, -np.inf)
+    return _View(local[0], local[1], res.mask[sub].copy(), sure[sub].copy(), float(res.score))
+
+
+def _refine_object(img, view, obj, box, area, labels, original, prov, unl, opts):
+    rs, cs = view.rs, view.cs
+    coarse = obj.mask[rs, cs]
     width = int(
         np.clip(round(opts.band * math.sqrt(max(area, 1))), opts.min_band_px, opts.max_band_px)
     )
     band = band_mask(coarse, width)
     # the model may only claim pixels that are this object's or nobody's
     allowed = band & (coarse | (original[rs, cs] == unl))
-    sure = _full_logits(model, res.logits, coarse.shape)
-    if sure is None:  # backend without known logit geometry: trust the thresholded mask
-        sure = np.where(res.mask, np.inf, -np.inf)
+    sure = view.sure
     # inside the band, flip a pixel only where the model is confident it is on the other side
     add = allowed & ~coarse & (sure > opts.confidence)
     drop = band & coarse & (sure < -opts.confidence)
@@ -648,7 +770,7 @@ def _refine_object(
         add, drop = _edge_supported(img[rs, cs], coarse, add, drop)
     version = (coarse | add) & ~drop
     iou = mask_iou(version, coarse)
-    score = float(res.score)
+    score = view.score
     if iou < opts.min_iou or score < opts.min_score:
         why = (
             f"model disagrees with the coarse shape (IoU {iou:.2f} < {opts.min_iou:.2f})"
@@ -669,25 +791,15 @@ def _refine_object(
     return ObjectResult(obj.class_id, box, area, REFINED, score, iou, changed)
 
 
-def _add_object(img, model, obj, box, labels, original, prov, unl, opts, window=...):
-    rs, cs = _window(box, labels.shape, opts)
-    r0, c0, r1, c1 = box
-    lbox = (
-        None if obj.box is None else (r0 - rs.start, c0 - cs.start, r1 - rs.start, c1 - cs.start)
-    )
-    pts = None
-    if obj.points is not None and len(obj.points):
-        pts = np.asarray(obj.points, dtype=np.float64) - (rs.start, cs.start)
-    res = _predict(
-        model, img[rs, cs], box=lbox, points=pts, point_labels=obj.point_labels, window=window
-    )
-    score = float(res.score)
+def _add_object(view, obj, box, labels, original, prov, unl, opts):
+    rs, cs = view.rs, view.cs
+    score = view.score
     if score < opts.min_score_new:
         why = f"model score {score:.2f} < {opts.min_score_new:.2f} for a prompt without a mask"
         return ObjectResult(obj.class_id, box, 0, REJECTED, score, math.nan, 0, why)
     out = labels[rs, cs]
     pv = prov[rs, cs]
-    paint = res.mask & (original[rs, cs] == unl) & (out == unl)
+    paint = view.mask & (original[rs, cs] == unl) & (out == unl)
     out[paint] = obj.class_id
     pv[paint] = AI_PENDING
     return ObjectResult(obj.class_id, box, 0, ADDED, score, math.nan, int(np.count_nonzero(paint)))

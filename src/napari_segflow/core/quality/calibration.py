@@ -13,8 +13,9 @@ annotator's pixel with no class where the gold has one counts as a miss.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,6 +31,7 @@ from napari_segflow.core.taxonomy import Taxonomy
 
 __all__ = [
     "AI_GATE_THRESHOLD",
+    "PRESENT_CLASSES_ABOVE",
     "AIGateResult",
     "CalibrationReport",
     "ai_prelabel_gate",
@@ -37,6 +39,7 @@ __all__ = [
     "class_indices",
     "disagreement_map",
     "prelabels_from_gold_boxes",
+    "present_taxonomy",
 ]
 
 #: Classes whose pre-label IoU against gold is below this get ``ai_assist: false``.
@@ -59,7 +62,8 @@ def class_indices(labels: np.ndarray, taxonomy: Taxonomy, *, gold: bool = False)
     if labels.dtype.kind not in "iub":
         raise ValueError(f"labels must hold integers, got dtype {labels.dtype}")
     k = len(taxonomy.classes)
-    dtype = np.uint8 if k + 2 <= 255 else np.uint16
+    # indices go up to k + 1 (the ignore entry): 65,535 classes plus ignore need 32 bits
+    dtype = np.uint8 if k + 1 <= 255 else np.uint16 if k + 1 <= 65535 else np.uint32
     top = taxonomy.max_id + 1
     lut = np.full(top + 1, k, dtype=dtype)  # the last entry stands for every larger value
     for i, cid in enumerate(taxonomy.ids):
@@ -232,6 +236,28 @@ class CalibrationReport(ReportFiles):
         return calibration_html(self)
 
 
+#: Above this many classes calibration runs over (and reports) only the classes present in
+#: the gold set or any annotation: its confusion matrices grow with the square of the class
+#: count (20,000 classes would take gigabytes), and an absent class has no IoU anyway.
+PRESENT_CLASSES_ABOVE = 256
+
+
+def present_taxonomy(taxonomy: Taxonomy, arrays: Iterable[np.ndarray]) -> Taxonomy:
+    """``taxonomy`` restricted to the class ids that occur in ``arrays`` (rules dropped).
+
+    Examples
+    --------
+    >>> from napari_segflow.core.taxonomy import load_preset
+    >>> present_taxonomy(load_preset("land-use"), [np.array([0, 4, 4])]).ids
+    (4,)
+    """
+    present: set[int] = set()
+    for a in arrays:
+        present.update(int(v) for v in np.unique(np.asarray(a)))
+    classes = tuple(c for c in taxonomy.classes if c.id in present) or taxonomy.classes[:1]
+    return dataclasses.replace(taxonomy, classes=classes, rules=())
+
+
 def calibrate(
     gold: Mapping[str, np.ndarray],
     annotations: Mapping[str, Mapping[str, np.ndarray]],
@@ -273,6 +299,12 @@ def calibrate(
         raise ValueError("the gold set is empty")
     if not annotations:
         raise ValueError("no annotators to calibrate")
+    if len(taxonomy.classes) > PRESENT_CLASSES_ABOVE:
+        arrays = [*gold.values()]
+        for ann in annotations.values():
+            if isinstance(ann, Mapping):
+                arrays += list(ann.values())
+        taxonomy = present_taxonomy(taxonomy, arrays)
     k = len(taxonomy.classes)
     names = list(annotations)
     problems: list[str] = []

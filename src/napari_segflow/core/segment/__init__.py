@@ -61,6 +61,7 @@ def load_model(
     cache: EmbeddingCache | None = None,
     device: str | None = None,
     pretrained: bool = True,
+    runtime: str = "auto",
     refine: bool | None = None,
 ) -> PromptableModel:
     """Build a promptable model by name.
@@ -86,6 +87,10 @@ def load_model(
         Torch device; default CUDA when available, else CPU.
     pretrained : bool
         False builds SAM 2 with random weights (tests, plumbing checks); no file is needed.
+    runtime : {"auto", "torch", "onnx"}
+        medsam-lite only: ``"auto"`` runs its encoder and box decoder with ONNX Runtime on the
+        CPU (built from the weights at first use, cached) and torch on CUDA or as a fallback.
+        Threads per call: :func:`~napari_segflow.core.segment.threads.set_threads`.
     refine : bool, optional
         Fit every mask to the image's colours and edges
         (:func:`~napari_segflow.core.segment.refine.refine_mask`). None: on for medsam-lite, off
@@ -102,7 +107,7 @@ def load_model(
     if name == "medsam-lite":
         from napari_segflow.core.segment.medsam_lite import MedSAMLite
 
-        return MedSAMLite(checkpoint, **opts)
+        return MedSAMLite(checkpoint, runtime=runtime, **opts)
     if name in _SAM2_NAMES:
         from napari_segflow.core.segment.sam2 import SAM2Model
 

@@ -82,7 +82,7 @@ class CachedModel:
         win = self.window if window is ... else resolve_window(window)
         arr = validate_image(image)
         key = embedding_key(arr, model=self.name, preprocessing=preprocess_token(win))
-        emb, where = self.cache.get(key, device=self.device)
+        emb, where = self.cache.get(key, device=self.device, validate=self._check_features)
         self.last_cache_hit = where
         if emb is not None:
             return emb
@@ -102,6 +102,18 @@ class CachedModel:
 
     def _compute_features(self, rgb8: np.ndarray) -> dict:
         raise NotImplementedError
+
+    #: ``{name: shape}`` of the features this model computes, when fixed; a cached file with
+    #: other names or shapes is refused and recomputed.
+    feature_shapes: dict[str, tuple[int, ...]] | None = None
+
+    def _check_features(self, features: dict) -> str | None:
+        if self.feature_shapes is None:
+            return None
+        got = {k: tuple(v.shape) for k, v in features.items()}
+        if got != self.feature_shapes:
+            return f"features {got} differ from the model's {self.feature_shapes}"
+        return None
 
     # prediction -------------------------------------------------------------------------
     def predict(

@@ -3,7 +3,9 @@
 Embeddings cost seconds on a CPU; a click costs milliseconds. The key is a hash of the pixels,
 the model name and the preprocessing, so a changed window or model never reuses a stale entry.
 Disk files are written atomically (temporary file + rename), so concurrent writers of the same
-key each leave a complete file; a file that cannot be read back is deleted and recomputed.
+key each leave a complete file. Each file carries a checksum of its tensors; a file that cannot
+be read back, whose checksum does not match (flipped bytes), that holds NaN or infinite values,
+or that the model's own check refuses (wrong tensor shapes) is deleted and recomputed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,19 @@ __all__ = ["DEFAULT_MEMORY_BYTES", "EmbeddingCache", "embedding_key"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_BYTES = 512 * 1024**2
-_FORMAT = 1  # bump when the stored layout changes; old files then simply miss
+_FORMAT = 2  # bump when the stored layout changes; old files then simply miss
+
+
+def features_digest(features) -> str:
+    """Checksum of a ``{name: tensor}`` mapping: names, dtypes, shapes and bytes."""
+    import torch
+
+    h = hashlib.blake2b(digest_size=20)
+    for name in sorted(features):
+        t = features[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def embedding_key(image: np.ndarray, *, model: str, preprocessing: str) -> str:
@@ -113,7 +128,20 @@ class EmbeddingCache:
         """The file an embedding with ``key`` is stored in (None without a directory)."""
         return None if self.directory is None else self.directory / f"{key}.pt"
 
-    def _load(self, key: str, device) -> Embedding | None:
+    def discard(self, key: str) -> None:
+        """Forget ``key`` in memory and delete its file (a bad entry is then recomputed)."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+        path = self.path_for(key)
+        if path is not None:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+    def _load(self, key: str, device, validate=None) -> Embedding | None:
         path = self.path_for(key)
         if path is None or not path.is_file():
             return None
@@ -126,6 +154,14 @@ class EmbeddingCache:
             feats = dict(blob["features"])
             if not feats or not all(isinstance(t, torch.Tensor) for t in feats.values()):
                 raise ValueError("no tensors")
+            if blob.get("checksum") != features_digest(feats):
+                raise ValueError("checksum mismatch")
+            if not all(bool(torch.isfinite(t).all()) for t in feats.values()):
+                raise ValueError("NaN or infinite values")
+            if validate is not None:
+                problem = validate(feats)
+                if problem:
+                    raise ValueError(problem)
             emb = Embedding(
                 model=str(blob["model"]),
                 image_shape=(int(blob["image_shape"][0]), int(blob["image_shape"][1])),
@@ -155,6 +191,7 @@ class EmbeddingCache:
             "image_shape": list(emb.image_shape),
             "features": {k: v.detach().cpu().contiguous() for k, v in emb.features.items()},
         }
+        blob["checksum"] = features_digest(blob["features"])
         try:
             with atomic_path(path) as tmp:
                 torch.save(blob, tmp)
@@ -162,14 +199,24 @@ class EmbeddingCache:
             log.warning("could not write embedding cache file %s (%s)", path, exc)
 
     # public -----------------------------------------------------------------------------
-    def get(self, key: str, *, device="cpu") -> tuple[Embedding | None, str]:
-        """Look ``key`` up; returns ``(embedding or None, "memory" | "disk" | "miss")``."""
+    def get(
+        self,
+        key: str,
+        *,
+        device="cpu",
+        validate: Callable[[dict], str | None] | None = None,
+    ) -> tuple[Embedding | None, str]:
+        """Look ``key`` up; returns ``(embedding or None, "memory" | "disk" | "miss")``.
+
+        ``validate(features)`` returns a problem (e.g. a wrong tensor shape) or None; a disk
+        file it refuses is deleted and reported as a miss, so it is recomputed.
+        """
         with self._lock:
             emb = self._items.get(key)
             if emb is not None:
                 self._items.move_to_end(key)
                 return emb, "memory"
-        emb = self._load(key, device)
+        emb = self._load(key, device, validate)
         if emb is not None:
             self._remember(emb)
             return emb, "disk"

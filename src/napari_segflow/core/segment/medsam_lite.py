@@ -18,8 +18,9 @@ from napari_segflow.core.segment.clicks import (
     merge_regrown,
     regrow_box,
 )
-from napari_segflow.core.segment.coords import ModelPrompts
+from napari_segflow.core.segment.coords import ModelPrompts, to_model_prompts
 from napari_segflow.core.segment.protocol import Embedding, SegmentationResult
+from napari_segflow.core.segment.threads import get_threads
 
 __all__ = ["MedSAMLite", "apply_clicks"]
 
@@ -47,13 +48,19 @@ class MedSAMLite(CachedModel):
 
     name = "medsam-lite"
     supports_points = True
+    #: clicks never reach the network (it saw boxes only): pre-labelling sends it boxes alone
+    trained_with_clicks = False
     refine_default = True
     supports_boxes = True
     mask_input_size = _SIZE
+    feature_shapes = {"image_embed": (1, 256, 64, 64)}
+    #: how many times the image encoder ran (embeddings served from the cache do not count)
+    encoder_calls = 0
 
-    def __init__(self, checkpoint=None, **kwargs) -> None:
+    def __init__(self, checkpoint=None, *, runtime: str = "auto", **kwargs) -> None:
         super().__init__(**kwargs)
         self.net = _build(checkpoint, self.device)
+        self.runtime, self._ort = _pick_runtime(runtime, self.net, self.device)
 
     def _compute_features(self, rgb8: np.ndarray) -> dict:
         import torch
@@ -69,9 +76,80 @@ class MedSAMLite(CachedModel):
         lo, hi = x.min(), x.max()
         x = (x - lo) / torch.clamp(hi - lo, min=1e-8)
         x = F.pad(x, (0, _SIZE - nw, 0, _SIZE - nh))
+        self.encoder_calls += 1
+        if self._ort is not None:
+            return {
+                "image_embed": torch.from_numpy(self._ort.encode(x.numpy(), threads=get_threads()))
+            }
         with torch.inference_mode():
             emb = self.net.image_encoder(x.to(self.device))
         return {"image_embed": emb}
+
+    def _decode_boxes(self, image_embed, boxes, multimask: bool):
+        """Boxes (N, 4) XYXY in the 256 frame -> low-res logits (N, K, 256, 256), scores (N, K)."""
+        import torch
+
+        if self._ort is not None:
+            low, iou = self._ort.decode(
+                image_embed.cpu().numpy(), np.asarray(boxes, np.float32), threads=get_threads()
+            )
+            pick = slice(1, None) if multimask else slice(0, 1)
+            return torch.from_numpy(low[:, pick]), torch.from_numpy(iou[:, pick])
+        boxes = torch.as_tensor(np.asarray(boxes, np.float32), device=self.device).reshape(
+            -1, 1, 4
+        )
+        pe = self.net.prompt_encoder
+        with torch.inference_mode():
+            sparse, dense = pe(points=None, boxes=boxes, masks=None)
+            return self.net.mask_decoder(
+                image_embeddings=image_embed,
+                image_pe=pe.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+
+    def predict_boxes(self, embedding: Embedding, boxes) -> list[SegmentationResult]:
+        """Segment many boxes on one embedding with one decoder call (no clicks).
+
+        The same masks as :meth:`predict` with each box alone, a batch at the cost of about
+        one decode (all the objects of an image in pre-labelling).
+
+        Parameters
+        ----------
+        embedding : Embedding
+            From :meth:`embed` of this model.
+        boxes : sequence of (row_min, col_min, row_max, col_max), inclusive
+
+        Returns
+        -------
+        list of SegmentationResult, one per box, in order.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        if not isinstance(embedding, Embedding) or embedding.model != self.name:
+            raise ValueError(f"embedding must come from {self.name}.embed()")
+        h, w = embedding.image_shape
+        xyxy = [to_model_prompts(box=b, image_shape=(h, w)).box for b in boxes]
+        if not xyxy:
+            return []
+        scale = _SIZE / max(h, w)
+        nh, nw = _resized_shape(h, w)
+        low, iou = self._decode_boxes(
+            embedding.features["image_embed"], np.stack(xyxy).astype(np.float64) * scale, False
+        )
+        out = []
+        for i in range(low.shape[0]):
+            with torch.inference_mode():
+                full = F.interpolate(
+                    low[i : i + 1, :, :nh, :nw], size=(h, w), mode="bilinear", align_corners=False
+                )
+            lo = torch.clamp(low[i], -32.0, 32.0).float().cpu().numpy()
+            out.append(
+                make_result(full[0].float().cpu().numpy() > 0, iou[i].float().cpu().numpy(), lo)
+            )
+        return out
 
     def _decode(
         self, emb: Embedding, prompts: ModelPrompts, mask_input, multimask: bool
@@ -115,19 +193,11 @@ class MedSAMLite(CachedModel):
         h, w = emb.image_shape
         scale = _SIZE / max(h, w)
         nh, nw = _resized_shape(h, w)
-        dev = self.device
         # the model saw boxes only: clicks and earlier logits go to apply_clicks, not the decoder
-        boxes = torch.as_tensor(np.asarray(box, np.float32) * scale, device=dev).reshape(1, 1, 4)
-        pe = self.net.prompt_encoder
+        low, iou = self._decode_boxes(
+            emb.features["image_embed"], np.asarray(box, np.float64) * scale, multimask
+        )
         with torch.inference_mode():
-            sparse, dense = pe(points=None, boxes=boxes, masks=None)
-            low, iou = self.net.mask_decoder(
-                image_embeddings=emb.features["image_embed"],
-                image_pe=pe.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask,
-            )
             full = F.interpolate(
                 low[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False
             )
@@ -214,3 +284,34 @@ def _build(checkpoint, device: str):
         )
     net.to(torch.device(device)).eval()
     return net
+
+
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+def _pick_runtime(runtime: str, net, device: str):
+    """``("onnx", sessions)`` or ``("torch", None)``.
+
+    ``"auto"``: ONNX Runtime on the CPU when onnxruntime is importable and the files build,
+    torch on CUDA or when anything fails (logged). ``"onnx"`` raises instead of falling back.
+    """
+    import logging
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "torch" or (runtime == "auto" and not str(device).startswith("cpu")):
+        return "torch", None
+    from napari_segflow.core.segment import onnx_runtime
+
+    if runtime == "auto" and not onnx_runtime.onnx_available():
+        return "torch", None
+    try:
+        enc, dec = onnx_runtime.build_onnx(net)
+        return "onnx", onnx_runtime.OnnxLiteMedSAM(enc, dec)
+    except Exception as exc:
+        if runtime == "onnx":
+            raise
+        logging.getLogger(__name__).warning(
+            "ONNX Runtime unavailable for medsam-lite (%s); using torch", exc
+        )
+        return "torch", None

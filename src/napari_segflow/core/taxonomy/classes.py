@@ -50,8 +50,73 @@ MAX_CLASS_ID = 65535
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
+#: Largest taxonomy file read (bytes).
+MAX_TAXONOMY_BYTES = 16 * 1024 * 1024
+#: Largest number of nodes a YAML document may expand to (aliases counted at every use), and
+#: deepest nesting: bounds alias bombs and recursion without limiting real taxonomies.
+MAX_YAML_NODES = 2_000_000
+MAX_YAML_DEPTH = 64
+
+
 class TaxonomyError(ValueError):
     """A taxonomy file or dictionary is invalid; the message says where and why."""
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    """A bounded ``repr`` of a value from a file, for error messages."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 2, 4, 4, limit, limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _YamlTooLarge(Exception):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A safe loader that refuses documents expanding past :data:`MAX_YAML_NODES` nodes
+    (alias bombs) or nested deeper than :data:`MAX_YAML_DEPTH` (recursion), while composing.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 (PyYAML's signature)
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._sizes:
+                raise _YamlTooLarge("an alias refers to the node that contains it")
+            return node
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _YamlTooLarge(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes[id(c)] for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        else:
+            size = 1
+        if size > MAX_YAML_NODES:
+            raise _YamlTooLarge(f"expands to more than {MAX_YAML_NODES} values (aliases)")
+        self._sizes[id(node)] = size
+        return node
+
+
+def _safe_yaml(text: str) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 @dataclass(frozen=True)
@@ -251,13 +316,13 @@ def parse_color(value: Any) -> tuple[int, int, int]:
     if isinstance(value, str):
         m = _HEX.match(value.strip())
         if not m:
-            raise ValueError(f"bad colour {value!r}: expected '#rrggbb' or [r, g, b]")
+            raise ValueError(f"bad colour {_brief(value)}: expected '#rrggbb' or [r, g, b]")
         h = m.group(1)
         return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
     if isinstance(value, list | tuple) and len(value) == 3:
         if all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value):
             return (int(value[0]), int(value[1]), int(value[2]))
-    raise ValueError(f"bad colour {value!r}: expected '#rrggbb' or three integers 0..255")
+    raise ValueError(f"bad colour {_brief(value)}: expected '#rrggbb' or three integers 0..255")
 
 
 def _fail(source: str, where: str, what: str) -> TaxonomyError:
@@ -283,7 +348,7 @@ def taxonomy_from_dict(data: Any, *, source: str = "<taxonomy>") -> Taxonomy:
         raise _fail(source, "top level", "expected a mapping with 'name' and 'classes'")
     unknown = set(data) - {"name", "classes", "rules", "ignore_id", "description"}
     if unknown:
-        raise _fail(source, "top level", f"unknown keys {sorted(unknown)}")
+        raise _fail(source, "top level", f"unknown keys {_brief(sorted(map(str, unknown)))}")
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise _fail(source, "'name'", "missing or not a non-empty string")
@@ -297,7 +362,9 @@ def taxonomy_from_dict(data: Any, *, source: str = "<taxonomy>") -> Taxonomy:
         or isinstance(ignore_id, bool)
         or not 0 <= ignore_id <= MAX_CLASS_ID
     ):
-        raise _fail(source, "'ignore_id'", f"{ignore_id!r} is not an integer in 0..{MAX_CLASS_ID}")
+        raise _fail(
+            source, "'ignore_id'", f"{_brief(ignore_id)} is not an integer in 0..{MAX_CLASS_ID}"
+        )
 
     classes: list[LabelClass] = []
     seen_ids: dict[int, str] = {}
@@ -308,22 +375,24 @@ def taxonomy_from_dict(data: Any, *, source: str = "<taxonomy>") -> Taxonomy:
             raise _fail(source, where, "expected a mapping with id, name and color")
         extra = set(entry) - {"id", "name", "color", "description", "ai_assist"}
         if extra:
-            raise _fail(source, where, f"unknown keys {sorted(extra)}")
+            raise _fail(source, where, f"unknown keys {_brief(sorted(map(str, extra)))}")
         cname = entry.get("name")
         if not isinstance(cname, str) or not cname.strip():
             raise _fail(source, where, "'name' missing or not a non-empty string")
-        where = f"classes[{i}] ({cname!r})"
+        where = f"classes[{i}] ({_brief(cname)})"
         cid = entry.get("id")
         if not isinstance(cid, int) or isinstance(cid, bool):
-            raise _fail(source, where, f"'id' {cid!r} is not an integer")
+            raise _fail(source, where, f"'id' {_brief(cid)} is not an integer")
         if not 0 <= cid <= MAX_CLASS_ID:
             raise _fail(source, where, f"id {cid} out of range 0..{MAX_CLASS_ID}")
         if cid == ignore_id:
             raise _fail(source, where, f"id {cid} is the ignore_id")
         if cid in seen_ids:
-            raise _fail(source, where, f"duplicate id {cid} (also used by {seen_ids[cid]!r})")
+            raise _fail(
+                source, where, f"duplicate id {cid} (also used by {_brief(seen_ids[cid])})"
+            )
         if cname in seen_names:
-            raise _fail(source, where, f"duplicate name {cname!r}")
+            raise _fail(source, where, f"duplicate name {_brief(cname)}")
         if "color" not in entry:
             raise _fail(source, where, "'color' missing")
         try:
@@ -335,7 +404,7 @@ def taxonomy_from_dict(data: Any, *, source: str = "<taxonomy>") -> Taxonomy:
             raise _fail(source, where, "'description' is not a string")
         ai = entry.get("ai_assist", True)
         if not isinstance(ai, bool):
-            raise _fail(source, where, f"'ai_assist' {ai!r} is not true/false")
+            raise _fail(source, where, f"'ai_assist' {_brief(ai)} is not true/false")
         seen_ids[cid] = cname
         seen_names.add(cname)
         classes.append(LabelClass(cid, cname, color, desc.strip(), ai))
@@ -351,7 +420,7 @@ def taxonomy_from_dict(data: Any, *, source: str = "<taxonomy>") -> Taxonomy:
             raise _fail(source, where, "expected a mapping with classes and text")
         extra = set(entry) - {"classes", "text", "resolve_to"}
         if extra:
-            raise _fail(source, where, f"unknown keys {sorted(extra)}")
+            raise _fail(source, where, f"unknown keys {_brief(sorted(map(str, extra)))}")
         pair = entry.get("classes")
         if (
             not isinstance(pair, list | tuple)
@@ -361,17 +430,21 @@ def taxonomy_from_dict(data: Any, *, source: str = "<taxonomy>") -> Taxonomy:
             raise _fail(source, where, "'classes' must name exactly two classes")
         for p in pair:
             if p not in seen_names:
-                raise _fail(source, where, f"unknown class {p!r} in rule")
+                raise _fail(source, where, f"unknown class {_brief(p)} in rule")
         if pair[0] == pair[1]:
-            raise _fail(source, where, f"rule pairs class {pair[0]!r} with itself")
+            raise _fail(source, where, f"rule pairs class {_brief(pair[0])} with itself")
         if frozenset(pair) in seen_pairs:
-            raise _fail(source, where, f"a rule for {pair[0]!r}/{pair[1]!r} is already written")
+            raise _fail(
+                source, where, f"a rule for {_brief(pair[0])}/{_brief(pair[1])} is already written"
+            )
         text = entry.get("text")
         if not isinstance(text, str) or not text.strip():
             raise _fail(source, where, "'text' missing or empty")
         resolve = entry.get("resolve_to")
         if resolve is not None and resolve not in pair:
-            raise _fail(source, where, f"resolve_to {resolve!r} is not one of {list(pair)}")
+            raise _fail(
+                source, where, f"resolve_to {_brief(resolve)} is not one of {_brief(list(pair))}"
+            )
         seen_pairs.add(frozenset(pair))
         rules.append(ConflictRule((pair[0], pair[1]), text.strip(), resolve))
 
@@ -387,8 +460,14 @@ def _parse_text(text: str, source: str, suffix: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise _fail(source, f"line {exc.lineno}", f"not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise _fail(source, "file", "refused: nested too deeply") from None
     try:
-        return yaml.safe_load(text)
+        return _safe_yaml(text)
+    except _YamlTooLarge as exc:
+        raise _fail(source, "file", f"refused: the YAML {exc}") from None
+    except RecursionError:
+        raise _fail(source, "file", "refused: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "file"
@@ -414,11 +493,14 @@ def load_taxonomy(path: str | os.PathLike[str]) -> Taxonomy:
         return load_preset(str(path))
     source = str(p)
     try:
+        size = p.stat().st_size
+        if size > MAX_TAXONOMY_BYTES:
+            raise _fail(source, "file", f"refused: {size} bytes, above {MAX_TAXONOMY_BYTES}")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise _fail(source, "file", "not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(source, "file", f"cannot be read ({exc})") from None
+        raise _fail(source, "file", f"cannot be read ({type(exc).__name__})") from None
     return taxonomy_from_dict(_parse_text(text, source, p.suffix.lower()), source=source)
 
 

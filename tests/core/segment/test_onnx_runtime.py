@@ -1,0 +1,116 @@
+"""medsam-lite on ONNX Runtime against torch eager: same masks on real data, files built once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_segflow.core.segment import load_model
+from napari_segflow.core.segment.onnx_runtime import build_onnx, weights_hash
+from napari_segflow.core.segment.threads import using_threads
+
+
+@pytest.fixture(scope="module")
+def torch_model():
+    return load_model("medsam-lite", device="cpu", runtime="torch")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(torch_model):
+    m = load_model("medsam-lite", device="cpu", runtime="onnx")
+    assert m.runtime == "onnx"
+    return m
+
+
+def _boxes(instances: np.ndarray, min_area: int = 30) -> list[tuple[int, int, int, int]]:
+    out = []
+    for i in np.unique(instances)[1:]:
+        rows, cols = np.nonzero(instances == i)
+        if rows.size >= min_area:
+            out.append((int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max())))
+    return out
+
+
+def _iou(a, b):
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def _cases(shared_data):
+    img = tifffile.imread(shared_data / "nuclei_dsb2018" / "img2d.tif")[:256, :256]
+    inst = tifffile.imread(shared_data / "nuclei_dsb2018" / "mask2d.tif")[:256, :256]
+    yield "nuclei", img, _boxes(inst)
+    from napari_segflow.core.io.nifti import read_nifti
+
+    vol = read_nifti(shared_data / "abdomen_mr" / "example_mr_sm.nii.gz").data
+    seg = read_nifti(shared_data / "abdomen_mr" / "example_seg_mr.nii.gz").data
+    z = int(np.argmax([len(np.unique(seg[..., k])) for k in range(seg.shape[-1])]))
+    yield "abdomen MR", np.asarray(vol[..., z]), _boxes(np.asarray(seg[..., z]))
+
+
+def test_auto_runs_onnx_on_the_cpu(medsam):
+    assert medsam.runtime == "onnx"
+
+
+def test_onnx_masks_match_torch_on_shared_data(shared_data, torch_model, onnx_model):
+    for name, img, boxes in _cases(shared_data):
+        assert len(boxes) >= 5, name
+        with using_threads(1):
+            et, eo = torch_model.embed(img), onnx_model.embed(img)
+        diff = np.abs(et.features["image_embed"].numpy() - eo.features["image_embed"].numpy())
+        assert diff.max() < 1e-3, name
+        for box in boxes:
+            rt, ro = torch_model.predict(et, box=box), onnx_model.predict(eo, box=box)
+            assert _iou(rt.mask, ro.mask) >= 0.999, (name, box)
+            assert abs(rt.score - ro.score) < 1e-3
+            assert np.abs(rt.logits - ro.logits).max() < 0.05
+        # the three candidates too
+        rt = torch_model.predict(et, box=boxes[0], multimask=True)
+        ro = onnx_model.predict(eo, box=boxes[0], multimask=True)
+        assert ro.masks.shape[0] == 3 and ro.index == rt.index
+        assert min(_iou(a, b) for a, b in zip(rt.masks, ro.masks, strict=True)) >= 0.999
+
+
+def test_batched_boxes_equal_one_by_one(shared_data, onnx_model, torch_model):
+    _, img, boxes = next(_cases(shared_data))
+    for model in (onnx_model, torch_model):
+        emb = model.embed(img)
+        many = model.predict_boxes(emb, boxes[:6])
+        assert len(many) == 6
+        for box, res in zip(boxes[:6], many, strict=True):
+            one = model.predict(emb, box=box)
+            assert np.array_equal(one.mask, res.mask)
+            assert abs(one.score - res.score) < 1e-4
+        assert model.predict_boxes(emb, []) == []
+
+
+def test_onnx_files_are_built_once_and_named_by_the_weights(onnx_model, tmp_path):
+    enc, dec = build_onnx(onnx_model.net)
+    assert enc.name == f"medsam-lite-encoder-{weights_hash(onnx_model.net)}.onnx"
+    assert str(enc) == onnx_model._ort.encoder_path
+    before = (enc.stat().st_mtime_ns, dec.stat().st_mtime_ns)
+    assert build_onnx(onnx_model.net) == (enc, dec)  # cached: not rebuilt
+    assert (enc.stat().st_mtime_ns, dec.stat().st_mtime_ns) == before
+    # other weights, another name (the files never serve a model they were not built from)
+    import copy
+
+    import torch
+
+    other = copy.deepcopy(onnx_model.net)
+    with torch.no_grad():
+        next(other.mask_decoder.parameters()).add_(1.0)
+    assert weights_hash(other) != weights_hash(onnx_model.net)
+
+
+def test_runtime_choice_is_checked():
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        load_model("medsam-lite", device="cpu", runtime="tensorrt")
+
+
+def test_encoder_calls_are_counted_and_cached_embeddings_are_not(onnx_model):
+    img = np.random.default_rng(1).integers(0, 255, (64, 80), dtype=np.uint8)
+    n = onnx_model.encoder_calls
+    onnx_model.embed(img)
+    onnx_model.embed(img)
+    assert onnx_model.encoder_calls == n + 1
