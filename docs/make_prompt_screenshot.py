@@ -4,6 +4,7 @@ Real nuclei image and the real LiteMedSAM: two earlier pre-labels wait for confi
 outlines), one was accepted, and a box prompt shows its proposal.
 """
 
+import os
 import time
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from napari_segflow.layers import commit_mask
 from napari_segflow.widgets.prompt import PromptWidget
 
 OUT = Path(__file__).parent / "images" / "prompt_widget.png"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_dsb2018"
+SHARED = (
+    Path(
+        os.environ.get(
+            "SEGFLOW_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+        )
+    )
+    / "nuclei_dsb2018"
+)
 
 
 def wait(cond, seconds=120):

@@ -304,12 +304,13 @@ def test_session_refines_with_previous_logits_and_restarts_on_a_new_box(models, 
     )
     np.testing.assert_array_equal(second.mask, expected.mask)
     # the box removed, clicks alone: they edit the previous answer through its logits
-    # (LiteMedSAM refuses clicks without a box or earlier logits)
     third = s.predict(click, [1], None)
     expected = model.predict(s.embedding, points=click, point_labels=[1], mask_input=second.logits)
     np.testing.assert_array_equal(third.mask, expected.mask)
-    with pytest.raises(ValueError, match="box"):
-        model.predict(s.embedding, points=click, point_labels=[1])
+    # a click with neither box nor earlier logits finds the object under it
+    alone = model.predict(s.embedding, points=click, point_labels=[1])
+    r, c = (int(v) for v in click[0])
+    assert alone.mask[r, c] and (alone.mask & nucleus).sum() > 0.5 * nucleus.sum()
     other = _bbox(nucleus, margin=3)
     fourth = s.predict(click, [1], other)  # a new box starts afresh
     fresh = model.predict(s.embedding, points=click, point_labels=[1], box=other)

@@ -23,6 +23,7 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
+    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -120,6 +121,12 @@ class PromptWidget(QWidget):
         self._protect.setChecked(True)
         self._negative = QCheckBox(f"clicks are negative ({KEYS['toggle_polarity'].upper()})")
         self._multimask = QCheckBox("several candidates")
+        self._refine = QCheckBox("fit mask to the image (colour and edges)")
+        self._refine.setChecked(self._model.value == "medsam-lite")
+        self._refine.setToolTip(
+            "Refine the model's mask with a graph cut on the image's colours and edges, the "
+            "model's answer as prior (on by default for medsam-lite, which sees 256 px)."
+        )
         self._cancel = QPushButton("Cancel embedding")
         self._cancel.setVisible(False)
         self._status = QLabel("Choose an image and a Labels layer.")
@@ -140,9 +147,11 @@ class PromptWidget(QWidget):
         self._goto_region = QPushButton("Go to")
 
         layout = QVBoxLayout(self)
+        form = QFormLayout()
         for w in (self._image, self._labels, self._model, self._class, self._window):
-            layout.addWidget(w.native)
-        for w in (self._protect, self._negative, self._multimask):
+            form.addRow(w.label, w.native)
+        layout.addLayout(form)
+        for w in (self._protect, self._negative, self._multimask, self._refine):
             layout.addWidget(w)
         row = QHBoxLayout()
         row.addWidget(self._points_btn)
@@ -184,6 +193,8 @@ class PromptWidget(QWidget):
         self._labels.changed.connect(self._on_labels_changed)
         self._class.changed.connect(self._on_class_changed)
         self._multimask.toggled.connect(lambda _on: self.predict())
+        self._refine.toggled.connect(lambda _on: self.predict())
+        self._model.changed.connect(lambda name: self._refine.setChecked(name == "medsam-lite"))
         self._points_btn.clicked.connect(self.use_clicks)
         self._box_btn.clicked.connect(self.use_box)
         self._accept.clicked.connect(self.accept)
@@ -643,6 +654,8 @@ class PromptWidget(QWidget):
             self._clear_proposal()
             self._status.setText(f"{model.name} needs a box: draw a rectangle first.")
             return None
+        if hasattr(model, "refine"):
+            model.refine = self._refine.isChecked()
         try:
             res = self.session.predict(pts, lab, box, multimask=self._multimask.isChecked())
         except ValueError as exc:

@@ -619,7 +619,10 @@ def prelabel_image(
     if taxonomy is not None:
         no_ai = {c.id for c in taxonomy.classes if not c.ai_assist}
     copied = sorted({int(v) for v in np.unique(original).tolist()} & no_ai)
-    use_points = model.supports_points if opts.use_points is None else bool(opts.use_points)
+    # clicks only help a backend whose network was trained with them (LiteMedSAM turns clicks
+    # into box edits, which add nothing to a box drawn around a known object)
+    trained = getattr(model, "trained_with_clicks", model.supports_points)
+    use_points = trained if opts.use_points is None else bool(opts.use_points)
     # LiteMedSAM decodes boxes only (a mask prompt is ignored with a box): all the boxes of one
     # embedding go through its decoder in one call
     batch = getattr(model, "predict_boxes", None) if not use_points else None

@@ -62,6 +62,7 @@ def load_model(
     device: str | None = None,
     pretrained: bool = True,
     runtime: str = "auto",
+    refine: bool | None = None,
 ) -> PromptableModel:
     """Build a promptable model by name.
 
@@ -90,9 +91,18 @@ def load_model(
         medsam-lite only: ``"auto"`` runs its encoder and box decoder with ONNX Runtime on the
         CPU (built from the weights at first use, cached) and torch on CUDA or as a fallback.
         Threads per call: :func:`~napari_segflow.core.segment.threads.set_threads`.
+    refine : bool, optional
+        Fit every mask to the image's colours and edges
+        (:func:`~napari_segflow.core.segment.refine.refine_mask`). None: on for medsam-lite, off
+        for SAM 2. The model's ``refine`` attribute can be changed later.
     """
     opts = dict(
-        window=window, cache=cache, cache_dir=cache_dir, cache_bytes=cache_bytes, device=device
+        window=window,
+        cache=cache,
+        cache_dir=cache_dir,
+        cache_bytes=cache_bytes,
+        device=device,
+        refine=refine,
     )
     if name == "medsam-lite":
         from napari_segflow.core.segment.medsam_lite import MedSAMLite

@@ -37,6 +37,8 @@ class CachedModel:
     supports_boxes: bool = True
     #: side of the square low-resolution logits the decoder takes back as mask_input
     mask_input_size: int = 256
+    #: whether masks are fitted to the image (core/segment/refine.py) unless told otherwise
+    refine_default: bool = False
 
     def __init__(
         self,
@@ -46,8 +48,10 @@ class CachedModel:
         cache_dir: str | os.PathLike[str] | None = None,
         cache_bytes: int = DEFAULT_MEMORY_BYTES,
         device: str | None = None,
+        refine: bool | None = None,
     ) -> None:
         self.window = resolve_window(window)
+        self.refine = self.refine_default if refine is None else bool(refine)
         self.device = pick_device(device)
         self.cache = cache if cache is not None else EmbeddingCache(cache_bytes, cache_dir)
         self.last_cache_hit = "miss"
@@ -82,7 +86,10 @@ class CachedModel:
         self.last_cache_hit = where
         if emb is not None:
             return emb
-        feats = self._compute_features(to_rgb8(arr, win))
+        rgb8 = to_rgb8(arr, win)
+        feats = dict(self._compute_features(rgb8))
+        # the picture the model saw, for fitting masks to it (refine.py)
+        feats["rgb8"] = _torch_uint8(rgb8)
         emb = Embedding(
             model=self.name,
             image_shape=(int(arr.shape[0]), int(arr.shape[1])),
@@ -163,6 +170,21 @@ class CachedModel:
         self, emb: Embedding, prompts: ModelPrompts, mask_input: np.ndarray | None, multimask: bool
     ) -> SegmentationResult:
         raise NotImplementedError
+
+
+def _torch_uint8(rgb8: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(rgb8, dtype=np.uint8))
+
+
+def image_of(emb: Embedding) -> np.ndarray | None:
+    """The (H, W, 3) uint8 picture an embedding was computed from, if it was kept."""
+    t = emb.features.get("rgb8")
+    if t is None:
+        return None
+    arr = t.cpu().numpy()
+    return arr if arr.shape[:2] == tuple(emb.image_shape) else None
 
 
 def make_result(masks: np.ndarray, scores: np.ndarray, logits: np.ndarray) -> SegmentationResult:

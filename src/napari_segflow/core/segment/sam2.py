@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_segflow.core.segment._base import CachedModel, make_result
+from napari_segflow.core.segment._base import CachedModel, image_of, make_result
 from napari_segflow.core.segment.checkpoints import (
     CACHE_ENV,
     CheckpointError,
@@ -27,6 +27,7 @@ from napari_segflow.core.segment.checkpoints import (
     download,
     load_state_dict,
 )
+from napari_segflow.core.segment.clicks import finish_mask
 from napari_segflow.core.segment.coords import ModelPrompts
 from napari_segflow.core.segment.protocol import Embedding, SegmentationResult
 
@@ -161,7 +162,11 @@ class SAM2Model(CachedModel):
                 )
             finally:
                 p.reset_predictor()
-        return make_result(masks > 0.5, scores, low)
+        masks = masks > 0.5
+        image = image_of(emb) if self.refine else None
+        if image is not None:  # off by default: SAM 2 sees the image at 1024 px
+            masks = np.stack([finish_mask(image, m, None, None, prompts.box) for m in masks])
+        return make_result(masks, scores, low)
 
 
 def _build(name: str, config: str, path: Path | None, device: str):

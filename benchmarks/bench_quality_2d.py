@@ -1,0 +1,245 @@
+"""Masks that fit the object: the bundled model alone, a classical graph cut alone, the default.
+
+For each set, side by side in one run, mean IoU of:
+
+- ``model``: LiteMedSAM with ``refine=False`` (its box mask; clicks edit it by its logits);
+- ``graphcut``: OpenCV GrabCut alone from the same box (clicks as hard constraints; a first
+  click alone gets a box of 30 % of the image's longest side around it), same working size;
+- ``default``: LiteMedSAM with the refinement of core/segment/refine.py (what users get).
+
+Box: the object's box. Clicks: no box; the first click at the point farthest inside the object,
+each next one at the point farthest inside the larger error region (positive on a miss,
+negative on a false detection), all clicks replayed through ``PromptSession`` as the widget does.
+Sets: pets (natural photographs, trimap band ignored), nuclei, SpaceNet buildings, MR organs.
+Then the per-click latency at 1024x1024 (median of several clicks; the machine may be busy).
+
+    python benchmarks/bench_quality_2d.py [--data ../shared/data] [--full] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_segflow.core.segment import load_model
+from napari_segflow.core.segment.prompting import PromptSession
+from napari_segflow.core.segment.refine import refine_mask
+
+CLICKS = (1, 3, 5)
+
+
+def _iou(pred, gt, valid):
+    p, g = pred & valid, gt & valid
+    return float((p & g).sum() / max((p | g).sum(), 1))
+
+
+def _next_click(pred, gt, valid):
+    fn = ndi.distance_transform_edt(np.pad(gt & ~pred & valid, 1))[1:-1, 1:-1]
+    fp = ndi.distance_transform_edt(np.pad(pred & ~gt & valid, 1))[1:-1, 1:-1]
+    positive = fn.max() >= fp.max()
+    d = fn if positive else fp
+    return [int(v) for v in np.unravel_index(np.argmax(d), d.shape)], int(positive)
+
+
+def _box(mask):
+    r, c = np.nonzero(mask)
+    return int(r.min()), int(c.min()), int(r.max()), int(c.max())
+
+
+# ----------------------------------------------------------------------------- data
+def pets(root: Path, n: int):
+    from PIL import Image
+
+    rows = list(csv.DictReader(open(root / "manifest.csv")))[:n]
+    for row in rows:
+        img = np.asarray(Image.open(root / "images" / f"{row['stem']}.jpg").convert("RGB"))
+        tri = np.asarray(Image.open(root / "trimaps" / f"{row['stem']}.png"))
+        x0, y0, x1, y1 = (int(v) for v in row["bbox_fg_or_unknown_xyxy"].split())
+        yield img, [(tri == 1, tri != 3, (y0, x0, y1, x1))]
+
+
+def nuclei(root: Path, n: int):
+    import tifffile
+
+    img = tifffile.imread(root / "nuclei_dsb2018" / "img2d.tif")
+    lab = tifffile.imread(root / "nuclei_dsb2018" / "mask2d.tif")
+    ids = np.unique(lab)[1:][::2][:n]
+    yield img, [(lab == i, np.ones(lab.shape, bool), _box(lab == i)) for i in ids]
+
+
+def buildings(root: Path, n: int):
+    import tifffile
+
+    img = tifffile.imread(root / "spacenet_atlanta" / "sample_geotiff.tif")
+    m = tifffile.imread(root / "spacenet_atlanta" / "sample_fp_mask_from_geojson.tif") > 0
+    lab, k = ndi.label(m)
+    sizes = ndi.sum(m, lab, range(1, k + 1))
+    ids = [i + 1 for i in np.argsort(sizes)[::-1] if sizes[i] >= 100][:n]
+    yield img, [(lab == i, np.ones(m.shape, bool), _box(lab == i)) for i in ids]
+
+
+def mr(root: Path, n: int):
+    from napari_segflow.core.io.nifti import read_nifti
+
+    vol = read_nifti(root / "abdomen_mr" / "example_mr_sm.nii.gz").data
+    seg = read_nifti(root / "abdomen_mr" / "example_seg_mr.nii.gz").data
+    for z in (7, 10, 13)[:n]:
+        image, labels = vol[:, :, z].T, seg[:, :, z].T
+        cases = []
+        for lab in np.unique(labels)[1:]:
+            gt = labels == lab
+            if gt.sum() >= 50:
+                cases.append((gt, np.ones(gt.shape, bool), _box(gt)))
+        yield image, cases
+
+
+# ----------------------------------------------------------------------------- methods
+def _graphcut_box(rgb, box):
+    r0, c0, r1, c1 = box
+    prior = np.zeros(rgb.shape[:2], bool)
+    prior[r0 : r1 + 1, c0 : c1 + 1] = True
+    return refine_mask(rgb, prior, box=(c0, r0, c1, r1), band=1e6)
+
+
+def _graphcut_clicks(rgb, pts, labs):
+    h, w = rgb.shape[:2]
+    r, c = pts[0]
+    half = 0.15 * max(h, w)
+    box = (max(c - half, 0), max(r - half, 0), min(c + half, w - 1), min(r + half, h - 1))
+    prior = np.zeros((h, w), bool)
+    prior[int(box[1]) : int(box[3]) + 1, int(box[0]) : int(box[2]) + 1] = True
+    xy = np.asarray(pts, float)[:, ::-1]
+    pos = xy[np.asarray(labs) == 1]
+    box = (
+        min(box[0], pos[:, 0].min()),
+        min(box[1], pos[:, 1].min()),
+        max(box[2], pos[:, 0].max()),
+        max(box[3], pos[:, 1].max()),
+    )
+    return refine_mask(rgb, prior, box=box, points=xy, point_labels=labs, band=1e6)
+
+
+def run_set(name, items, model, out):
+    from napari_segflow.core.segment._base import image_of
+
+    scores = {m: {k: [] for k in ("box", *CLICKS)} for m in ("model", "graphcut", "default")}
+    for image, cases in items:
+        emb = model.embed(image)
+        rgb = image_of(emb)
+        for gt, valid, box in cases:
+            for meth in ("model", "default"):
+                model.refine = meth == "default"
+                res = model.predict(emb, box=box)
+                scores[meth]["box"].append(_iou(res.mask, gt, valid))
+                s = PromptSession(model)
+                s.want("img")
+                s.offer("img", emb)
+                pred, pts, labs = np.zeros(gt.shape, bool), [], []
+                for k in range(1, max(CLICKS) + 1):
+                    p, lab = _next_click(pred, gt, valid)
+                    pts.append(p)
+                    labs.append(lab)
+                    pred = s.predict(pts, labs, None).mask
+                    if k in CLICKS:
+                        scores[meth][k].append(_iou(pred, gt, valid))
+            scores["graphcut"]["box"].append(_iou(_graphcut_box(rgb, box), gt, valid))
+            pred, pts, labs = np.zeros(gt.shape, bool), [], []
+            for k in range(1, max(CLICKS) + 1):
+                p, lab = _next_click(pred, gt, valid)
+                pts.append(p)
+                labs.append(lab)
+                pred = _graphcut_clicks(rgb, pts, labs)
+                if k in CLICKS:
+                    scores["graphcut"][k].append(_iou(pred, gt, valid))
+    model.refine = True
+    n = len(scores["model"]["box"])
+    print(f"\n{name} ({n} objects): mean IoU")
+    print(
+        f"  {'method':<10}"
+        + "".join(f"{c:>9}" for c in ("box", "1 click", "3 clicks", "5 clicks"))
+    )
+    for meth, d in scores.items():
+        vals = [np.mean(d[k]) for k in ("box", *CLICKS)]
+        print(f"  {meth:<10}" + "".join(f"{v:>9.3f}" for v in vals))
+        out[(name, meth)] = vals
+    return scores
+
+
+def latency(model, root: Path, repeats: int):
+    import cv2
+    from PIL import Image
+
+    img = np.asarray(Image.open(root / "pets_oxford" / "images" / "Bengal_1.jpg").convert("RGB"))
+    img = cv2.resize(img, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    emb = model.embed(img)
+    clicks = [[400, 500], [300, 500], [700, 400], [520, 560], [150, 150]]
+    labs = [1, 1, 1, 0, 0]
+    print("\nper-call latency at 1024x1024 (box, then clicks replayed as the widget does):")
+    for meth in ("model", "default"):
+        model.refine = meth == "default"
+        box_t, first_t, later_t = [], [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model.predict(emb, box=(200, 250, 800, 800))
+            box_t.append(time.perf_counter() - t)
+            s = PromptSession(model)
+            s.want("img")
+            s.offer("img", emb)
+            for k in range(1, len(clicks) + 1):
+                t = time.perf_counter()
+                s.predict(clicks[:k], labs[:k], None)
+                (first_t if k == 1 else later_t).append(time.perf_counter() - t)
+        med = [1000 * statistics.median(x) for x in (box_t, first_t, later_t)]
+        print(
+            f"  {meth:<10} box {med[0]:6.0f} ms   first click {med[1]:6.0f} ms   "
+            f"later clicks {med[2]:6.0f} ms (medians)"
+        )
+    model.refine = True
+    print(f"  load average: {os.getloadavg()[0]:.2f} (2 cores)")
+
+
+def _default_data() -> Path:
+    env = os.environ.get("SEGFLOW_SHARED_DATA")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return Path("../shared/data")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=_default_data())
+    ap.add_argument("--full", action="store_true", help="all 40 pets, 63 nuclei, 3 MR slices")
+    ap.add_argument("--sets", default="pets,nuclei,buildings,mr")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    import cv2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    model = load_model("medsam-lite", device="cpu")
+    full = args.full
+    sets = {
+        "pets": lambda: pets(args.data / "pets_oxford", 40 if full else 12),
+        "nuclei": lambda: nuclei(args.data, 63 if full else 16),
+        "buildings": lambda: buildings(args.data, 44 if full else 12),
+        "mr": lambda: mr(args.data, 3 if full else 1),
+    }
+    out = {}
+    for name in args.sets.split(","):
+        run_set(name, sets[name](), model, out)
+    latency(model, args.data, 3 if full else 1)
+
+
+if __name__ == "__main__":
+    main()
