@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 
 import numpy as np
 from PIL import Image
@@ -60,3 +62,30 @@ def test_calibrate_with_20000_classes_and_workers_matches_serial(tmp_path, segfl
     two = json.loads((tmp_path / "par" / "report.json").read_text())
     assert len(two["classes"]) == 5
     assert one == two
+
+
+def test_a_many_file_workers_run_ends_without_a_traceback(tmp_path, segflow):
+    # another run's cluster holds dask's default port 8787 (as on a shared machine) and 2,000
+    # tiny files keep the workers busy to the end: this used to print a port warning and, at
+    # shutdown, a CommClosedError traceback after exit 0
+    held = socket.socket()
+    with contextlib.suppress(OSError):  # already held by someone else: the same situation
+        held.bind(("127.0.0.1", 8787))
+        held.listen()
+    rng = np.random.default_rng(2)
+    for d in ("g", "a"):
+        (tmp_path / d).mkdir()
+    for n in range(2000):
+        m = rng.integers(0, 3, (8, 8)).astype(np.uint8)
+        Image.fromarray(m).save(tmp_path / "g" / f"i{n}.png")
+        Image.fromarray(m).save(tmp_path / "a" / f"i{n}.png")
+    run = segflow(
+        "qa-report", "--taxonomy", "nuclei", "--gold", tmp_path / "g",
+        "--annotated", tmp_path / "a", "--out", tmp_path / "o", "--workers", "2", timeout=150,
+    )  # fmt: skip
+    held.close()
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "CommClosedError" not in run.stderr
+    assert "Port 8787" not in run.stderr
+    assert "mean IoU 1.000" in run.stdout
