@@ -57,6 +57,65 @@ def test_prelabel_out_through_a_symlink_to_the_input_is_refused(
     assert tree_digest(nuclei_pair / "imgs") == before
 
 
+def _report_inputs(root):
+    """Gold, annotated and label folders of two tiny nuclei masks, and a taxonomy file."""
+    from napari_segflow.core.taxonomy import load_preset, save_taxonomy
+
+    for d in ("gold", "ann"):
+        (root / d).mkdir()
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:10, 4:12] = 1
+    for name in ("a", "b"):
+        Image.fromarray(mask).save(root / "gold" / f"{name}.png")
+        Image.fromarray(np.roll(mask, 1, axis=1)).save(root / "ann" / f"{name}.png")
+    (root / "prior").mkdir()
+    save_taxonomy(load_preset("nuclei"), root / "prior" / "taxonomy_ai_gated.yaml")
+    return root
+
+
+# each case: a command whose --out (or a report file it writes) is one of its inputs
+REPORT_CASES = {
+    "qa-sample onto its labels": ("qa-sample", ["{r}/gold", "--taxonomy", "nuclei",
+                                                "--out", "{r}/gold/../gold"]),
+    "qa-report onto the gold": ("qa-report", ["--taxonomy", "nuclei", "--gold", "{r}/gold",
+                                              "--annotated", "{r}/ann", "--out", "{r}/gold"]),
+    "qa-report --workers onto the batch": (
+        "qa-report", ["--taxonomy", "nuclei", "--gold", "{r}/gold", "--annotated", "{r}/ann",
+                      "--out", "{r}/ann", "--workers", "2"]),
+    "calibrate onto an annotator": ("calibrate", ["--taxonomy", "nuclei", "--gold", "{r}/gold",
+                                                  "--annotator", "x={r}/ann", "--out", "{r}/ann"]),
+    "calibrate's gated taxonomy onto its --taxonomy": (
+        "calibrate", ["--taxonomy", "{r}/prior/taxonomy_ai_gated.yaml", "--gold", "{r}/gold",
+                      "--prelabels", "{r}/ann", "--out", "{r}/prior"]),
+    "polygon-check onto a mask file": ("polygon-check", ["--taxonomy", "nuclei",
+                                                         "--out", "{r}/gold/a.png",
+                                                         "{r}/gold/a.png"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(REPORT_CASES))
+def test_report_commands_never_write_onto_an_input(tmp_path, case, segflow, refused, tree_digest):
+    root = _report_inputs(tmp_path)
+    before = tree_digest(root)
+    command, args = REPORT_CASES[case]
+    run = segflow(command, *[a.format(r=root) for a in args])
+    refused(run, command, "would overwrite the input")
+    assert tree_digest(root) == before
+
+
+def test_report_commands_still_write_into_a_folder_of_their_own(tmp_path, segflow):
+    root = _report_inputs(tmp_path)
+    run = segflow(
+        "calibrate", "--taxonomy", root / "prior" / "taxonomy_ai_gated.yaml",
+        "--gold", root / "gold", "--prelabels", root / "ann", "--out", root / "next",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (root / "next" / "taxonomy_ai_gated.yaml").is_file()
+    run = segflow("polygon-check", "--taxonomy", "nuclei", root / "gold" / "a.png", cwd=root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (root / "polygon_check.json").is_file()
+
+
 def test_export_png_never_replaces_a_sibling_photo(tmp_path, segflow, refused, tree_digest):
     # a.tif (labels) beside a.png (a photograph): --out . would write a.png
     tifffile.imwrite(tmp_path / "a.tif", np.array([[0, 1], [2, 3]], np.uint8))

@@ -18,7 +18,13 @@ from pathlib import Path
 from napari_segflow.core.atomic import remove_stale_parts
 from napari_segflow.core.io.guard import refuse_overwrite, same_file
 
-__all__ = ["check_writable_folder", "prepare_output_folder", "refuse_overwrite", "same_file"]
+__all__ = [
+    "check_writable_folder",
+    "prepare_output_folder",
+    "prepare_report_folder",
+    "refuse_overwrite",
+    "same_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +64,23 @@ def prepare_output_folder(
             f"removed {len(removed)} unfinished temporary file(s) of an interrupted run in {folder}",
             file=sys.stderr,
         )
+
+
+def prepare_report_folder(
+    folder: Path,
+    *,
+    files: Iterable[str],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    taxonomy: str | os.PathLike[str] | None = None,
+    option: str = "--out",
+) -> None:
+    """:func:`prepare_output_folder` for a command that writes named report ``files``.
+
+    Also refuses a report file that would replace one of the ``inputs`` or the ``taxonomy``
+    file (a preset name is not a file and is left out). ``None`` inputs are skipped.
+    """
+    sources = [Path(p) for p in inputs if p is not None]
+    if taxonomy is not None and Path(taxonomy).is_file():
+        sources.append(Path(taxonomy))
+    prepare_output_folder(folder, inputs=sources, option=option)
+    refuse_overwrite([Path(folder) / name for name in files], sources, option=option)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_segflow.cli._checks import prepare_report_folder
 from napari_segflow.cli.prelabel import add_cluster_arguments, quiet_dask
 from napari_segflow.core.io.labels import match_label_files
 from napari_segflow.core.quality.batch_metrics import calibrate_files
@@ -66,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise ValueError(f"annotator names must be unique, got {names}")
     folders = dict(args.annotator)
+    prepare_report_folder(
+        args.out,
+        files=["report.json", "report.csv", "report.html", "taxonomy_ai_gated.yaml"],
+        inputs=[args.gold, *folders.values(), args.prelabels],
+        taxonomy=args.taxonomy,
+    )
     if args.prelabels is not None:
         folders["__prelabels__"] = args.prelabels
     # --scheduler/--workers: per-image confusion matrices on dask workers, summed here

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_segflow.cli._checks import prepare_report_folder
 from napari_segflow.core.atomic import atomic_write_bytes
 from napari_segflow.core.quality.polygon_html import report_html
 from napari_segflow.core.quality.polygons import DEFAULT_BUDGETS, polygon_sufficiency
@@ -84,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--instances: no class {args.instances!r} in taxonomy {taxonomy.name!r}"
             ) from None
+    prepare_report_folder(
+        args.out,
+        files=["polygon_check.json", "polygon_check.html"],
+        inputs=args.masks,
+        taxonomy=args.taxonomy,
+    )
     classes = [instance_class] if instance_class is not None else list(taxonomy.ids)
     names = [taxonomy.by_id(c).name for c in classes]
     valid = np.array(sorted(taxonomy.valid_ids))

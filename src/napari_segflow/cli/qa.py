@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_segflow.cli._checks import prepare_report_folder
 from napari_segflow.cli.prelabel import add_cluster_arguments, quiet_dask
 from napari_segflow.core.io.labels import label_files, match_label_files, read_labels
 from napari_segflow.core.quality.qa import (
@@ -70,6 +71,12 @@ def run_sample(args: argparse.Namespace) -> int:
     bad = [f"{name}={rate}" for name, rate in args.rate if not 0 <= rate <= 1]
     if bad:
         raise ValueError(f"--rate: {bad[0]}: a rate is a fraction in 0..1")
+    prepare_report_folder(
+        args.out,
+        files=["qa_sample.json", "qa_sample.csv"],
+        inputs=[args.labels],
+        taxonomy=args.taxonomy,
+    )
     files = label_files(args.labels)
     if not files:
         raise ValueError(f"{args.labels}: no label files (PNG, TIFF or NIfTI)")
@@ -102,6 +109,12 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     taxonomy = load_taxonomy(args.taxonomy)
+    prepare_report_folder(
+        args.out,
+        files=["qa_report.json", "qa_report.csv", "qa_report.html"],
+        inputs=[args.gold, args.annotated],
+        taxonomy=args.taxonomy,
+    )
     if args.scheduler is not None or args.workers > 0:
         return _run_report_parallel(args, taxonomy)
     matched = match_label_files(args.gold, {"annotated": args.annotated})

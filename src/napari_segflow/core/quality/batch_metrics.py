@@ -9,6 +9,7 @@ sums them. Nothing but file paths is shipped to the workers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,17 +20,19 @@ import numpy as np
 from napari_segflow.core.dask_client import dask_client
 from napari_segflow.core.io.labels import label_files, read_labels, read_labels_like
 from napari_segflow.core.quality.calibration import (
+    PRESENT_CLASSES_ABOVE,
     CalibrationReport,
     _nanmean,
     _report_from_counts,
     _scores,
     class_indices,
     disagreement_map,
+    present_taxonomy,
 )
 from napari_segflow.core.quality.metrics import confusion_matrix, iou_from_confusion
 from napari_segflow.core.taxonomy import Taxonomy, taxonomy_from_dict
 
-__all__ = ["ImageCounts", "calibrate_files", "image_counts", "map_images"]
+__all__ = ["ImageCounts", "calibrate_files", "image_counts", "image_values", "map_images"]
 
 
 @dataclass
@@ -114,6 +117,34 @@ def image_counts(
     return out
 
 
+def image_values(gold_path: str, annotation_paths: Mapping[int, tuple[str, str]]) -> np.ndarray:
+    """The label values of one image's gold file and the annotations scored against it.
+
+    Annotations that cannot be read or whose shape differs from the gold are left out, as
+    :func:`image_counts` leaves them out; an unreadable gold file gives no values.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.fromarray(np.array([[0, 7]], np.uint8)).save(d / "g.png")
+    >>> Image.fromarray(np.array([[3, 7]], np.uint8)).save(d / "a.png")
+    >>> image_values(str(d / "g.png"), {0: ("x", str(d / "a.png"))}).tolist()
+    [0, 3, 7]
+    """
+    try:
+        gold = read_labels(gold_path)
+    except ValueError:
+        return np.zeros(0, dtype=np.int64)
+    values = [np.unique(gold)]
+    for name, path in annotation_paths.values():
+        arr, problem = read_labels_like(path, gold.shape, name)
+        if problem is None:
+            values.append(np.unique(arr))
+    return np.unique(np.concatenate([v.astype(np.int64) for v in values]))
+
+
 def map_images(
     fn: Callable,
     items: list[tuple],
@@ -175,16 +206,25 @@ def calibrate_files(
     for name in names:
         for stem in sorted(set(folders[name]) - set(gold_files)):
             problems.append(f"{name}: {folders[name][stem].name}: no reference file of that name")
-    results: list[ImageCounts] = map_images(
-        image_counts,
-        items,
-        scheduler=scheduler,
-        workers=workers,
-        processes=processes,
-        client=client,
-        taxonomy=taxonomy.to_dict(),
-        dilation_ratio=dilation_ratio,
+    parallel = client is not None or scheduler is not None or bool(workers)
+    opened = (
+        dask_client(client, scheduler=scheduler, workers=workers or 1, processes=processes)
+        if parallel
+        else contextlib.nullcontext(None)
     )
+    with opened as own:
+        if len(taxonomy.classes) > PRESENT_CLASSES_ABOVE:
+            # as calibrate() does: the (K+1)^2 matrices are built over the classes present only,
+            # found by a first pass that sends back each image's few distinct values
+            values = map_images(image_values, [(g, ann) for _, g, ann in items], client=own)
+            taxonomy = present_taxonomy(taxonomy, values)
+        results: list[ImageCounts] = map_images(
+            image_counts,
+            items,
+            client=own,
+            taxonomy=taxonomy.to_dict(),
+            dilation_ratio=dilation_ratio,
+        )
     return _assemble(results, names, taxonomy, threshold, dilation_ratio, problems)
 
 
