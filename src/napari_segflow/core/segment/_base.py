@@ -110,7 +110,10 @@ class CachedModel:
     def _check_features(self, features: dict) -> str | None:
         if self.feature_shapes is None:
             return None
-        got = {k: tuple(v.shape) for k, v in features.items()}
+        got = {k: tuple(v.shape) for k, v in features.items() if k != "rgb8"}
+        picture = features.get("rgb8")  # kept beside the features for refine.py
+        if picture is not None and (picture.ndim != 3 or picture.shape[-1] != 3):
+            return f"the kept picture has shape {tuple(picture.shape)}, not (H, W, 3)"
         if got != self.feature_shapes:
             return f"features {got} differ from the model's {self.feature_shapes}"
         return None
