@@ -30,7 +30,12 @@ from qtpy.QtWidgets import (
 from napari_segflow.core.learn import LearnCancelled, PixelClassifier
 from napari_segflow.core.prelabel.classifier import apply_prelabels
 from napari_segflow.core.provenance import AI_PENDING, PROVENANCE_KEY
-from napari_segflow.layers import background_value, commit_mask, get_provenance, get_taxonomy
+from napari_segflow.layers import (
+    background_value,
+    get_provenance,
+    get_taxonomy,
+    track_provenance,
+)
 from napari_segflow.widgets._layers import follow_layer_list, layer_choices
 
 _OFF = QColor(240, 128, 128)
@@ -374,16 +379,13 @@ class PrelabelWidget(QWidget):
             keep[slices] = True
             mask &= keep[:, None, None]
         self._committing = True  # our own writes are not strokes (live mode)
-        n = 0
+        index = np.nonzero(mask)
         try:
-            # one undoable edit per class, through the provenance tracker (undo restores it)
-            for cid in np.unique(labels[mask]):
-                index = commit_mask(
-                    target, mask & (labels == cid), int(cid), provenance=AI_PENDING
-                )
-                n += int(index[0].size)
+            # all classes in one undoable edit, through the provenance tracker (one Ctrl+Z)
+            track_provenance(target).write(index, labels[index], AI_PENDING)
         finally:
             self._committing = False
+        n = int(index[0].size)
         self._status.setText(
             f"{n} pixels pre-labelled (AI-pending: confirm them); uncertain pixels left empty."
         )
