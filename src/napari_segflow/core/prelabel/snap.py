@@ -216,8 +216,9 @@ def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptio
         st = np.ones((opts.min_width, opts.min_width), bool)
         add = ndi.binary_opening(add, st)
         drop = ndi.binary_opening(drop, st)
-    add, drop = _supported(add, coarse, llr, grad[rs, cs], True, opts), _supported(
-        drop, coarse, llr, grad[rs, cs], False, opts
+    add, drop = (
+        _supported(add, coarse, llr, grad[rs, cs], True, opts),
+        _supported(drop, coarse, llr, grad[rs, cs], False, opts),
     )
     mask = (coarse | add) & ~drop
     # keep the object in one piece: the component(s) holding its sure interior
