@@ -163,6 +163,7 @@ def _cut(crop: np.ndarray, gc: np.ndarray, iterations: int, work_size: int):
         small, sgc = crop, gc.copy()
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means: same input, same output
     try:
         cv2.grabCut(small, sgc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
