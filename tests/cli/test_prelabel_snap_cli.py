@@ -67,3 +67,28 @@ def test_reference_folder_missing_a_file_is_one_error(shared_data, tmp_path, cap
     err = capsys.readouterr().err
     assert "segflow prelabel: error: --reference" in err and "no reference labels for a" in err
     assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_a_failed_image_leaves_no_output_files(shared_data, tmp_path, capsys):
+    tax = load_preset("nuclei")
+    for d in ("images", "coarse"):
+        (tmp_path / d).mkdir()
+    img = Image.open(shared_data / "pets_oxford" / "images" / "Bengal_2.jpg").convert("RGB")
+    img.save(tmp_path / "images" / "good.png")
+    img.save(tmp_path / "images" / "bad.png")
+    h, w = img.size[::-1]
+    coarse = np.zeros((h, w), np.uint8)
+    coarse[h // 4 : h // 2, w // 4 : w // 2] = 1
+    write_png(coarse, tmp_path / "coarse" / "good.png", taxonomy=tax)
+    write_png(coarse[:-5], tmp_path / "coarse" / "bad.png", taxonomy=tax)  # wrong size
+    out = tmp_path / "out"
+    argv = ["prelabel", str(tmp_path / "images"), "--coarse", str(tmp_path / "coarse"),
+            "--taxonomy", "nuclei", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 1
+    assert "failed bad: coarse labels" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "good.png",
+        "good.png.provenance.npz",
+        "good.prelabel.json",
+        "prelabel_summary.json",
+    ]

@@ -102,7 +102,7 @@ class SnapOptions:
     min_band_px: int = 2
     context_px: int = 16
     iterations: int = 3
-    work_size: int = 320
+    work_size: int = 200
     min_width: int = 3
     min_piece: int = 20
     min_evidence: float = 4.0
