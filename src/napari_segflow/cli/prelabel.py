@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--taxonomy", required=True, help="taxonomy file or preset name")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--model", default="medsam-lite", help="model name (default medsam-lite)")
+    p.add_argument("--model", help="model name (default medsam-lite)")
     p.add_argument("--checkpoint", help="weights file (default: bundled / cached)")
     p.add_argument(
         "--window", help="intensity window: preset (ct-soft-tissue, percentile...) or LEVEL,WIDTH"
@@ -101,10 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         choices=("snap", "model"),
-        default="snap",
         help="2D images with --coarse: snap each region to the picture's boundaries with a "
         "band-limited colour cut (snap, no model, fast) or refine it with the model (model). "
-        "Prompt files and volumes always use the model (default snap)",
+        "Prompt files and volumes always use the model (default snap, or model when --model "
+        "or --checkpoint is given)",
     )
     p.add_argument(
         "--reference",
@@ -188,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise ValueError(f"--checkpoint {args.checkpoint}: no such file")
     taxonomy = load_taxonomy(args.taxonomy)
+    method = args.method
+    if method is None:
+        method = "model" if args.model is not None or args.checkpoint is not None else "snap"
+    args.model = args.model or "medsam-lite"
     if args.model not in available_models():
         raise ValueError(
             f"unknown model {args.model!r}; available: {', '.join(available_models())}"
@@ -237,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--reference {args.reference}: no reference labels for "
                 f"{', '.join(missing[:5])}{more}"
             )
-    snaps = args.method == "snap" and args.coarse is not None
+    snaps = method == "snap" and args.coarse is not None
     if snaps:
         from napari_segflow.core.prelabel.snap import SnapOptions
 
