@@ -81,6 +81,9 @@ class SnapOptions:
         ... and so is a piece whose mean absolute log-likelihood ratio under the cut's colour
         models (object vs background) is below this: the colours do not clearly say which side
         it is on.
+    min_agree : float
+        ... and so is a piece unless at least this fraction of its pixels have colours on the
+        side it moves to (positive ratio for added pixels, negative for removed ones).
     piece_edge_gain : float
         ... and so is a piece unless the mean gradient along the outline it makes is at least
         this times that along the drawn outline next to it.
@@ -105,8 +108,9 @@ class SnapOptions:
     work_size: int = 200
     min_width: int = 3
     min_piece: int = 20
-    min_evidence: float = 4.0
+    min_evidence: float = 3.0
     piece_edge_gain: float = 1.2
+    min_agree: float = 0.7
     min_iou: float = 0.8
     edge_gain: float = 1.0
     connectivity: int = 2
@@ -244,9 +248,9 @@ def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptio
 
 def _supported(change, coarse, llr, grad, grows: bool, opts: SnapOptions) -> np.ndarray:
     """The changed pieces that the picture supports: large enough, with confident colour
-    evidence (mean |log-likelihood ratio| of the cut's colour models) and a stronger edge along
-    the outline they make than along the drawn one, next to them (validated on pets_oxford:
-    docs/prelabel.md)."""
+    evidence (mean |log-likelihood ratio| of the cut's colour models) mostly on the side they
+    move to, and a stronger edge along the outline they make than along the drawn one next to
+    them (chosen on pets_oxford: docs/prelabel.md)."""
     st = np.ones((3, 3), bool)
     lab, _ = ndi.label(change, structure=st)
     out = np.zeros_like(change)
@@ -256,7 +260,10 @@ def _supported(change, coarse, llr, grad, grows: bool, opts: SnapOptions) -> np.
         sl = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in sl)
         piece = lab[sl] == k
         n = int(np.count_nonzero(piece))
-        if n < opts.min_piece or float(np.abs(llr[sl][piece]).mean()) < opts.min_evidence:
+        ev = llr[sl][piece]
+        if n < opts.min_piece or float(np.abs(ev).mean()) < opts.min_evidence:
+            continue
+        if opts.min_agree > 0 and float(np.mean((ev > 0) == grows)) < opts.min_agree:
             continue
         before = coarse[sl]
         after = (before | piece) if grows else (before & ~piece)
