@@ -82,8 +82,8 @@ def test_pets_snapped_clearly_above_the_polygons(pets):
         diff = int(np.count_nonzero(res.labels != coarse))
         assert diff == int(np.count_nonzero(res.provenance == AI_PENDING))
         assert diff == sum(o.changed for o in res.objects)
-    # all 40 pets: polygons 0.931, snapped 0.938 (benchmarks/bench_prelabel_quality.py)
-    assert np.mean(after) > np.mean(before) + 0.005, (np.mean(before), np.mean(after))
+    # measured on these 8: polygons 0.9285, snapped 0.9429 (all 40 in the benchmark)
+    assert np.mean(after) > np.mean(before) + 0.01, (np.mean(before), np.mean(after))
     assert np.mean(np.array(after) < np.array(before) - 0.01) <= 0.2
 
 
