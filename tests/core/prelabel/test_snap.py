@@ -173,3 +173,20 @@ def test_bad_input_is_one_clear_error():
         snap_labels(img, np.zeros((8, 8), np.float32))
     with pytest.raises(ValueError, match="band widths"):
         SnapOptions(band_px=0)
+
+
+def test_a_frozen_neighbour_keeps_every_pixel(pets):
+    img, inst = pets[2]
+    coarse, _ = coarse_polygons(inst, inst)
+    rows, cols = np.nonzero(coarse)
+    # a region of a class the AI may not touch, across the pet's outline
+    r, c = rows.min() + (rows.max() - rows.min()) // 2, cols.min()
+    coarse[r - 30 : r + 30, max(c - 30, 0) : c + 30] = 2
+    classes = (
+        LabelClass(1, "pet", (255, 0, 0)),
+        LabelClass(2, "sign", (0, 0, 255), ai_assist=False),
+    )
+    res = snap_labels(img, coarse, taxonomy=Taxonomy("t", classes))
+    assert np.array_equal(res.labels == 2, coarse == 2)
+    assert any(o.status == "refined" and o.changed > 0 for o in res.objects)
+    assert [o.status for o in res.objects if o.class_id == 2] == ["copied"]

@@ -392,8 +392,9 @@ def snap_labels(
 def _compose(lab, objs, snaps, taxonomy, unl):
     """Write the accepted snaps into a copy of ``lab``: one pixel, one class.
 
-    A pixel may change only inside the band of an accepted object and only if it belongs to an
-    accepted object or to nobody (a kept or copied object's pixels are frozen). Where several
+    A pixel may change only inside the band of an accepted object and only if it belongs to
+    nobody, to that object, or to another accepted object within that object's own band (a kept
+    or copied object's pixels are frozen). Where several
     accepted objects claim it, a conflict rule naming the pair decides, else the largest
     colour evidence (log-likelihood ratio); where none claims a pixel that an accepted object
     gave up, it becomes unlabelled.
@@ -410,10 +411,14 @@ def _compose(lab, objs, snaps, taxonomy, unl):
     names = {}
     if taxonomy is not None:
         names = {c.id: c.name for c in taxonomy.classes}
+    # an accepted object's pixels are open to its neighbours only inside its own band
+    open_ = np.zeros(shape, bool)
+    for k, s in snaps.items():
+        open_[s.rs, s.cs] |= s.band & (owner[s.rs, s.cs] == k)
     for i, s in snaps.items():
         sub = (s.rs, s.cs)
         own = owner[sub]
-        free = (own == -1) | (own == i) | np.isin(own, list(snaps))
+        free = (own == -1) | (own == i) | open_[sub]
         want = s.mask & s.band & free
         score = np.where(s.mask & ~s.band, np.inf, s.llr)
         cur = claim[sub]
