@@ -49,10 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "prelabel",
         help="AI pre-labels from coarse labels, COCO or prompt JSON, on a local or dask cluster",
         description=(
-            "Each class region of the coarse input is refined by the model (box + coarse mask "
-            "prompt, changes limited to a band around the coarse boundary). The model's version "
-            "is kept only where it agrees with the coarse shape; otherwise the coarse region is "
-            "kept and flagged. Outputs per image: <stem>.png, <stem>.png.provenance.npz "
+            "Each class region of a coarse 2D label image is snapped to the picture's "
+            "boundaries (--method snap: a colour graph cut limited to a band around the coarse "
+            "boundary, neighbouring classes competing for the band) or refined by the model "
+            "(--method model, and for prompt files). A new outline is kept only where the "
+            "picture supports it; otherwise the coarse region is kept and flagged. Outputs per image: <stem>.png, <stem>.png.provenance.npz "
             "(model pixels AI-pending), <stem>.prelabel.json. Reruns skip finished images. "
             "Volumes (NIfTI .nii/.nii.gz, multi-page TIFF) are refined slice by slice along "
             "--axis with one intensity window per volume and written as <stem>.nii.gz (the "
@@ -86,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--taxonomy", required=True, help="taxonomy file or preset name")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--model", default="medsam-lite", help="model name (default medsam-lite)")
+    p.add_argument("--model", help="model name (default medsam-lite)")
     p.add_argument("--checkpoint", help="weights file (default: bundled / cached)")
     p.add_argument(
         "--window", help="intensity window: preset (ct-soft-tissue, percentile...) or LEVEL,WIDTH"
@@ -96,6 +97,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="slice axis of volumes, in file array order (default: NIfTI's last axis k, "
         "the first axis Z of a TIFF stack); one window per volume (auto unless --window)",
+    )
+    p.add_argument(
+        "--method",
+        choices=("snap", "model"),
+        help="2D images with --coarse: snap each region to the picture's boundaries with a "
+        "band-limited colour cut (snap, no model, fast) or refine it with the model (model). "
+        "Prompt files and volumes always use the model (default snap, or model when --model "
+        "or --checkpoint is given)",
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DIR",
+        help="folder of reference label images paired by name (evaluation): reports give the "
+        "IoU of the coarse input and of the output with them, per image and in total",
     )
     p.add_argument(
         "--min-iou",
@@ -172,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise ValueError(f"--checkpoint {args.checkpoint}: no such file")
     taxonomy = load_taxonomy(args.taxonomy)
+    method = args.method
+    if method is None:
+        method = "model" if args.model is not None or args.checkpoint is not None else "snap"
+    args.model = args.model or "medsam-lite"
     if args.model not in available_models():
         raise ValueError(
             f"unknown model {args.model!r}; available: {', '.join(available_models())}"
@@ -208,13 +228,32 @@ def run(args: argparse.Namespace) -> int:
             )
         if len(unmatched) > 20:
             print(f"not used: {len(unmatched) - 20} more prompt keys", file=sys.stderr)
-    options = RefineOptions(
-        min_iou=args.min_iou,
-        band=args.band,
-        confidence=args.confidence,
-        min_width=args.min_width,
-        edge_check=not args.no_edge_check,
-    ).to_dict()
+    if args.reference is not None:
+        if not args.reference.is_dir():
+            raise ValueError(f"--reference {args.reference}: not a folder")
+        from napari_segflow.core.io.labels import label_files
+
+        refs = label_files(args.reference)
+        missing = sorted(t.stem for t in tasks if t.stem not in refs)
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ValueError(
+                f"--reference {args.reference}: no reference labels for "
+                f"{', '.join(missing[:5])}{more}"
+            )
+    snaps = method == "snap" and args.coarse is not None
+    if snaps:
+        from napari_segflow.core.prelabel.snap import SnapOptions
+
+        options = SnapOptions().to_dict()
+    else:
+        options = RefineOptions(
+            min_iou=args.min_iou,
+            band=args.band,
+            confidence=args.confidence,
+            min_width=args.min_width,
+            edge_check=not args.no_edge_check,
+        ).to_dict()
     job = PrelabelJob(
         out_dir=str(args.out),
         taxonomy=taxonomy.to_dict(),
@@ -226,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
         axis=args.axis,
         classifier=classifier,
         min_confidence=args.min_confidence,
+        method="snap" if snaps else "model",
+        reference_dir=None if args.reference is None else str(args.reference),
     )
     bar = None
     if not args.no_progress:
@@ -268,7 +309,16 @@ def run(args: argparse.Namespace) -> int:
     )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.object_counts.items()))
     if counts:
-        print(f"objects: {counts}; flagged for review: {summary.flagged_objects}")
+        print(
+            f"objects: {counts}; flagged for review: {summary.flagged_objects}; "
+            f"pixels changed: {summary.pixels_changed}"
+        )
+    if summary.reference_images:
+        print(
+            f"IoU with the reference over {summary.reference_images} images: "
+            f"before {summary.reference_iou('before'):.4f}, "
+            f"after {summary.reference_iou('after'):.4f}"
+        )
     for stem, why in sorted(summary.failed.items()):
         print(f"  failed {stem}: {why}")
     print(f"wrote {Path(args.out) / 'prelabel_summary.json'}")

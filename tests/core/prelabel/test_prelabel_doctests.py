@@ -6,10 +6,10 @@ import doctest
 
 import pytest
 
-from napari_segflow.core.prelabel import batch, prompts, refine
+from napari_segflow.core.prelabel import batch, prompts, refine, snap
 
 
-@pytest.mark.parametrize("module", [refine, prompts, batch])
+@pytest.mark.parametrize("module", [refine, prompts, batch, snap])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0

@@ -58,7 +58,7 @@ from napari_segflow.core.prelabel.volume import (
     volume_suffix,
     write_volume,
 )
-from napari_segflow.core.provenance import read_provenance
+from napari_segflow.core.provenance import AI_PENDING, read_provenance
 from napari_segflow.core.taxonomy import Taxonomy, taxonomy_from_dict
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "make_tasks",
     "output_paths",
     "output_valid",
+    "overlap_counts",
     "preload_model",
     "process_image",
     "read_image",
@@ -110,6 +111,15 @@ class PrelabelJob:
         :mod:`napari_segflow.core.prelabel.classifier`). ``model`` then only embeds.
     min_confidence : float
         With ``classifier``: pixels below this confidence stay unlabelled.
+    method : str
+        How 2D images with coarse labels are refined: ``"model"`` (the promptable model,
+        :func:`prelabel_image`, ``options`` are :class:`RefineOptions`) or ``"snap"`` (the
+        band-limited colour cut, :func:`~napari_segflow.core.prelabel.snap.snap_labels`,
+        ``options`` are :class:`~napari_segflow.core.prelabel.snap.SnapOptions`; no model).
+        Volumes and prompt files always use the model.
+    reference_dir : str or None
+        A folder of reference label images paired by name: each report then holds the IoU of
+        the coarse input and of the output with the reference (evaluation runs).
     """
 
     out_dir: str
@@ -122,6 +132,13 @@ class PrelabelJob:
     axis: int | None = None
     classifier: str | None = None
     min_confidence: float = 0.5
+    method: str = "model"
+    reference_dir: str | None = None
+
+    @property
+    def snaps(self) -> bool:
+        """Whether 2D coarse-label images are snapped without the model."""
+        return self.method == "snap" and self.classifier is None
 
     def model_key(self) -> tuple:
         window = tuple(self.window) if isinstance(self.window, list) else self.window
@@ -164,6 +181,9 @@ class ImageOutcome:
     counts: dict = field(default_factory=dict)
     flagged: int = 0
     worker: str = ""
+    pixels_changed: int = 0
+    #: with a reference: ``{"before": [intersection, union], "after": [...]}`` over classes
+    reference: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -178,17 +198,34 @@ class BatchSummary:
     seconds: float = 0.0
     flagged_objects: int = 0
     object_counts: dict[str, int] = field(default_factory=dict)
+    pixels_changed: int = 0
+    #: pooled over the images with a reference: ``{"before": [inter, union], "after": [...]}``
+    reference: dict = field(default_factory=dict)
+    reference_images: int = 0
 
     def add(self, o: ImageOutcome) -> None:
         if o.status == "done":
             self.done.append(o.stem)
             self.flagged_objects += o.flagged
+            self.pixels_changed += int(o.pixels_changed)
+            if o.reference:
+                self.reference_images += 1
+                for k, (inter, union) in o.reference.items():
+                    tot = self.reference.setdefault(k, [0, 0])
+                    tot[0] += int(inter)
+                    tot[1] += int(union)
             for k, v in o.counts.items():
                 self.object_counts[k] = self.object_counts.get(k, 0) + int(v)
         elif o.status == "skipped":
             self.skipped.append(o.stem)
         else:
             self.failed[o.stem] = o.reason
+
+    def reference_iou(self, which: str) -> float:
+        """Pooled IoU of the coarse input (``"before"``) or the output (``"after"``) with the
+        reference labels, over every image that had one; NaN without references."""
+        inter, union = self.reference.get(which, (0, 0))
+        return inter / union if union else math.nan
 
     @property
     def images_per_second(self) -> float:
@@ -206,6 +243,14 @@ class BatchSummary:
             else round(self.images_per_second, 4),
             "flagged_objects": self.flagged_objects,
             "object_counts": dict(sorted(self.object_counts.items())),
+            "pixels_changed": self.pixels_changed,
+            "reference": None
+            if not self.reference_images
+            else {
+                "images": self.reference_images,
+                "iou_before": round(self.reference_iou("before"), 6),
+                "iou_after": round(self.reference_iou("after"), 6),
+            },
         }
 
 
@@ -308,6 +353,9 @@ def task_fingerprint(job: PrelabelJob, task: ImageTask) -> dict[str, Any]:
         "window": job.window,
         "axis": job.axis,
         "options": _json_digest(job.options),
+        # (only when set, so that outputs of earlier model runs stay valid)
+        **({"method": job.method} if job.method != "model" else {}),
+        **({"reference": str(job.reference_dir)} if job.reference_dir is not None else {}),
     }
 
 
@@ -462,7 +510,8 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
                     f"coarse labels {coarse.shape} do not match the volume {image.shape}"
                 )
             axis = default_axis(kind, image.ndim) if job.axis is None else job.axis
-            options = RefineOptions(**job.options)
+            # a snapping run carries SnapOptions; its volumes use the model's defaults
+            options = RefineOptions() if job.snaps else RefineOptions(**job.options)
 
             def run(m):
                 return prelabel_volume(
@@ -487,6 +536,12 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
             )
 
             def run(m):
+                if job.snaps and coarse is not None and objects is None:
+                    from napari_segflow.core.prelabel.snap import SnapOptions, snap_labels
+
+                    return snap_labels(
+                        image, coarse, taxonomy=taxonomy, options=SnapOptions(**job.options)
+                    )
                 return prelabel_image(
                     image,
                     m,
@@ -496,8 +551,11 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
                     options=RefineOptions(**job.options),
                 )
 
+        reference = None
+        if job.reference_dir is not None:
+            reference = _reference_for(job, task, kind)
         lock = None
-        if model is None:
+        if model is None and not (job.snaps and kind is None and task.coarse is not None):
             model, lock = _model_for(job)
         from napari_segflow.core.segment.threads import using_threads
 
@@ -510,13 +568,24 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
             if lock is not None:
                 lock.release()
         paths = output_paths(job.out_dir, task.stem, volume_suffix(kind))
+        changed = int(np.count_nonzero(result.provenance == AI_PENDING))
+        ref_counts: dict = {}
         report = {
             "stem": task.stem,
             "image": task.image,
-            "model": job.model,
+            "model": "snap" if job.snaps and kind is None and task.coarse else job.model,
             "produced_by": json.loads(json.dumps(fingerprint, default=str)),
             **result.to_dict(),
+            "pixels_changed": changed,
         }
+        if reference is not None:
+            before = read_labels(task.coarse) if task.coarse is not None else None
+            ref_counts = {"after": overlap_counts(result.labels, reference, taxonomy)}
+            if before is not None:
+                ref_counts["before"] = overlap_counts(before, reference, taxonomy)
+            report["reference"] = {
+                k: (round(i / u, 6) if u else None) for k, (i, u) in ref_counts.items()
+            }
 
         def write_labels(tmp: Path) -> None:
             if kind is None:
@@ -532,6 +601,8 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
             counts=result.counts(),
             flagged=len(result.flagged),
             worker=where,
+            pixels_changed=changed,
+            reference=ref_counts,
         )
     except Exception as exc:  # one bad image must never stop the run
         log.debug("%s failed:\n%s", task.stem, traceback.format_exc())
@@ -540,6 +611,38 @@ def process_image(job: PrelabelJob, task: ImageTask, model=None) -> ImageOutcome
         return ImageOutcome(
             task.stem, "failed", reason=reason, seconds=time.perf_counter() - t0, worker=where
         )
+
+
+def overlap_counts(labels: np.ndarray, reference: np.ndarray, taxonomy: Taxonomy) -> list[int]:
+    """``[intersection, union]`` pixel counts of ``labels`` with ``reference``, summed over the
+    classes (the unlabelled and ignore ids are not classes): their ratio is the pooled IoU.
+
+    Examples
+    --------
+    >>> from napari_segflow.core.taxonomy import load_preset
+    >>> a = np.array([[1, 1, 0], [0, 0, 0]]); b = np.array([[1, 0, 0], [0, 0, 1]])
+    >>> overlap_counts(a, b, load_preset("nuclei"))
+    [1, 3]
+    """
+    a, b = np.asarray(labels), np.asarray(reference)
+    if a.shape != b.shape:
+        raise ValueError(f"reference labels {b.shape} do not match the output {a.shape}")
+    inter = union = 0
+    for c in taxonomy.ids:
+        if c == taxonomy.ignore_id:
+            continue
+        x, y = a == c, b == c
+        inter += int(np.count_nonzero(x & y))
+        union += int(np.count_nonzero(x | y))
+    return [inter, union]
+
+
+def _reference_for(job: PrelabelJob, task: ImageTask, kind) -> np.ndarray:
+    """The reference label image of ``task`` (an evaluation run), read before any work."""
+    files = label_files(job.reference_dir)
+    if task.stem not in files:
+        raise ValueError(f"no reference label file named {task.stem}.* in {job.reference_dir}")
+    return read_labels(files[task.stem])
 
 
 def _write_outputs(
@@ -663,7 +766,8 @@ def run_prelabel(
         if client is None and scheduler is None and not workers:
             # the model loads once, before the first image: a bad checkpoint is one error
             try:
-                _model_for(job)
+                if not job.snaps:
+                    _model_for(job)
             except Exception as exc:
                 raise ValueError(f"cannot load model {job.model!r}: {exc}") from None
             for t in todo:
@@ -685,7 +789,8 @@ def _run_distributed(job, todo, report, client, scheduler, workers, processes) -
     with dask_client(client, scheduler=scheduler, workers=workers, processes=processes) as client:
         # every worker loads the model now (a bad checkpoint fails here, once, clearly)
         try:
-            client.run(preload_model, job)
+            if not job.snaps:
+                client.run(preload_model, job)
         except Exception as exc:
             raise ValueError(f"cannot load model {job.model!r}: {exc}") from None
         run_id = uuid.uuid4().hex[:8]
