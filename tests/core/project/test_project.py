@@ -160,8 +160,9 @@ def test_prelabels_open_ai_pending_and_count_accepted_and_corrected(project, sha
     labels[(ai == 1) & ~top] = 3  # the bottom half corrected to another class
     prov[(ai == 1) & ~top] = HUMAN
     project.save_item(item, labels, prov, status=DONE)
-    row = project.store.query("SELECT ai_pixels, ai_accepted, ai_corrected FROM work")[0]
-    assert tuple(row) == (
+    row = project.work_rows()[0][1]
+    row = (row["ai_pixels"], row["ai_accepted"], row["ai_corrected"])
+    assert row == (
         int((ai == 1).sum()),
         int(((ai == 1) & top).sum()),
         int(((ai == 1) & ~top).sum()),
