@@ -36,6 +36,7 @@ Modes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -263,17 +264,29 @@ class Project(ReviewMixin):
         self.taxonomy = load_taxonomy(self.root / TAXONOMY_FILE)
         # the catalog never changes after creation: opened immutable, no lock on a share
         self.store = ProjectStore(self.root / DB_FILE, readonly=True)
-        rows = self.store.rows("SELECT id, stem, path, gold FROM images ORDER BY id")
-        self._ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        self._stems = [r[1] for r in rows]
-        self._paths = [r[2] for r in rows]
-        self._gold = np.asarray([bool(r[3]) for r in rows], dtype=bool)
-        self._index = {s: j for j, s in enumerate(self._stems)}
+        ids = np.asarray(self.store.rows("SELECT id, gold FROM images ORDER BY id"), np.int64)
+        ids = ids.reshape(-1, 2)
+        self._ids = np.ascontiguousarray(ids[:, 0])
+        self._gold = ids[:, 1].astype(bool)
         self._listed = [r[0] for r in self.store.rows("SELECT name FROM annotators")]
         self._states: dict[str, AnnotatorState] = {}
         self._cache: tuple[Any, ProjectView] | None = None
+        self._qa_cache: tuple[Any, dict[int, tuple[int, dict[str, Any]]]] | None = None
         self._lock = threading.RLock()
         self.prelabel_sources: list[PrelabelSource] = []
+
+    # names and paths load on first use: counting needs neither (fast `segflow project status`)
+    @functools.cached_property
+    def _stems(self) -> list[str]:
+        return [r[0] for r in self.store.rows("SELECT stem FROM images ORDER BY id")]
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {s: j for j, s in enumerate(self._stems)}
+
+    @functools.cached_property
+    def _paths(self) -> list[str]:
+        return [r[0] for r in self.store.rows("SELECT path FROM images ORDER BY id")]
 
     def _read_config(self) -> dict[str, Any]:
         cfg = self.root / PROJECT_FILE
@@ -331,7 +344,7 @@ class Project(ReviewMixin):
             if self._cache is not None and self._cache[0] == sig:
                 return self._cache[1]
             states = {n: st for n in files if (st := self._state(n)) is not None}
-            view = build_view(len(self._stems), self._ids, states, read_batches(self.root))
+            view = build_view(len(self._ids), self._ids, states, read_batches(self.root))
             self._cache = (sig, view)
             return view
 
@@ -393,7 +406,7 @@ class Project(ReviewMixin):
 
     # ------------------------------------------------------------------ status
     def __len__(self) -> int:
-        return len(self._stems)
+        return len(self._ids)
 
     def status(self) -> dict[str, Any]:
         """The counts ``segflow project status --json`` prints.
@@ -615,16 +628,50 @@ class Project(ReviewMixin):
         dtype = np.uint8 if self.taxonomy.max_id <= 255 else np.uint16
         return np.full(shape, self._blank(), dtype=dtype)
 
+    def _drawn(self) -> dict[int, tuple[int, dict[str, Any]]]:
+        """``{image index: (newest batch, its item)}``, cached until the QA folder changes."""
+        with self._lock:
+            try:
+                listing = tuple(sorted(os.listdir(self.root / QA_DIR)))
+            except FileNotFoundError:
+                listing = ()
+            if self._qa_cache is None or self._qa_cache[0] != listing:
+                drawn: dict[int, tuple[int, dict[str, Any]]] = {}
+                for b in read_batches(self.root):
+                    for it in b["items"]:
+                        j = self._index.get(it["stem"])
+                        if j is not None:
+                            drawn[j] = (int(b["batch"]), it)
+                self._qa_cache = (listing, drawn)
+            return self._qa_cache[1]
+
+    def _verdict(self, batch: int, image_id: int) -> str:
+        """The verdict on one image of one batch: every reviewer's file, one indexed lookup each.
+
+        As in the aggregated view, a verdict beats a pending review and the later of two
+        verdicts counts.
+        """
+        best, when = "pending", -1.0
+        for name in state_files(self.root):
+            st = self._state(name)
+            if st is None or not st.has_tables():
+                continue
+            for verdict, reviewed in st.rows(
+                "SELECT verdict, reviewed FROM verdicts WHERE batch=? AND image_id=?",
+                (batch, image_id),
+            ):
+                if verdict != "pending" and (reviewed or 0.0) > when:
+                    best, when = verdict, reviewed or 0.0
+        return best
+
     def _qa_item(self, stem: str) -> dict[str, Any]:
         """The newest QA batch holding ``stem``: ``{"batch_id", "annotator", "verdict"}``."""
-        view = self._view()
-        j = self._j(stem)
-        b = view.latest_batch.get(j)
-        if b is None:
+        got = self._drawn().get(self._j(stem))
+        if got is None:
             raise ProjectError(f"{stem}: not in a QA batch")
-        batch = next(x for x in view.batches if int(x["batch"]) == b)
-        item = next(it for it in batch["items"] if it["stem"] == stem)
-        return {"batch_id": b, "annotator": item["annotator"], "verdict": view.verdict(b, j)}
+        b, item = got
+        verdict = self._verdict(b, self._image_id(stem))
+        return {"batch_id": b, "annotator": item["annotator"], "verdict": verdict}
 
     def _claim(self, stem: str, annotator: str) -> int:
         """Claim ``stem`` for ``annotator`` (a claim file); the generation held."""
@@ -780,13 +827,15 @@ class Project(ReviewMixin):
             c = current_claim(self.root, item.stem)
             if c is not None and c.holder not in (None, item.annotator):
                 raise ProjectError(f"{item.stem} belongs to {c.holder}")
-            view = self._view()
-            j = self._j(item.stem)
-            now_status = view.status_of(j)
-            if now_status in (IN_REVIEW, ACCEPTED):
-                raise ProjectError(f"{item.stem} is {now_status}: it can no longer change")
+            # one image's QA state, without aggregating everybody (this runs on every autosave)
+            batch = self._drawn().get(self._j(item.stem), (0, None))[0]
+            if batch:
+                verdict = self._verdict(batch, image_id)
+                if verdict in ("pending", ACCEPTED):
+                    now_status = IN_REVIEW if verdict == "pending" else ACCEPTED
+                    raise ProjectError(f"{item.stem} is {now_status}: it can no longer change")
             # finishing a rejected image answers the batch that rejected it
-            answered = view.latest_batch.get(j, 0) if status is not None else 0
+            answered = batch if status is not None else 0
         # the label file goes last, as in the batch pre-labeller
         write_provenance(item.labels_path, prov)
         if item.is_volume:

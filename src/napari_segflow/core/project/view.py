@@ -37,7 +37,7 @@ from napari_segflow.core.project.store import (
     TODO,
 )
 
-__all__ = ["QA_DIR", "ProjectView", "build_view", "read_batches"]
+__all__ = ["QA_DIR", "ProjectView", "build_view", "positions", "read_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,21 @@ def read_batches(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except (OSError, ValueError) as exc:  # a batch is complete once its name exists
                 log.warning("%s: unreadable QA batch (%s)", name, exc)
     return sorted(out, key=lambda b: int(b["batch"]))
+
+
+def positions(ids: np.ndarray, image_ids) -> np.ndarray:
+    """Index of each catalog id of ``image_ids`` in the sorted ``ids``; -1 for an unknown one.
+
+    Examples
+    --------
+    >>> positions(np.array([1, 2, 5]), [5, 3, 1]).tolist()
+    [2, -1, 0]
+    """
+    image_ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
+    if not len(ids):
+        return np.full(len(image_ids), -1, dtype=np.int64)
+    j = np.clip(np.searchsorted(ids, image_ids), 0, len(ids) - 1)
+    return np.where(ids[j] == image_ids, j, -1)
 
 
 def _safe_rows(state: AnnotatorState, sql: str) -> list[tuple]:
@@ -147,8 +162,8 @@ def build_view(
     answered = np.zeros(n_images, dtype=np.int64)
     if cols:
         w = np.concatenate(cols)  # image_id, claim, answered, code, person
-        w = w[np.isin(w[:, 0], ids)]
-        idx = np.searchsorted(ids, w[:, 0])
+        idx = positions(ids, w[:, 0])
+        w, idx = w[idx >= 0], idx[idx >= 0]
         # per image the highest claim generation wins; ties (never in practice) go by name
         order = np.lexsort((w[:, 4], w[:, 1], idx))
         w, idx = w[order], idx[order]
@@ -160,16 +175,14 @@ def build_view(
     verdicts: dict[tuple[int, int], dict[str, Any]] = {}
     reports: dict[int, dict[str, Any]] = {}
     report_time: dict[int, float] = {}
-    id_index = {int(i): j for j, i in enumerate(ids)} if batches else {}
     for name in names:
         st = states[name]
         if not st.has_tables():
             continue
-        for batch, image_id, verdict, seconds, reviewed in _safe_rows(
-            st, "SELECT batch, image_id, verdict, seconds, reviewed FROM verdicts"
-        ):
-            j = id_index.get(int(image_id))
-            if j is None:
+        rows = _safe_rows(st, "SELECT batch, image_id, verdict, seconds, reviewed FROM verdicts")
+        where = positions(ids, [r[1] for r in rows])
+        for (batch, _, verdict, seconds, reviewed), j in zip(rows, where.tolist(), strict=True):
+            if j < 0:
                 continue
             key = (int(batch), j)
             old = verdicts.get(key)
@@ -188,12 +201,15 @@ def build_view(
             if computed > report_time.get(batch, -1.0):
                 report_time[batch] = computed
                 reports[int(batch)] = json.loads(doc)
-    latest: dict[int, int] = {}
-    for b in batches:
-        for item in b["items"]:
-            j = id_index.get(int(item["image_id"]))
-            if j is not None:
-                latest[j] = int(b["batch"])
+    drawn = np.asarray(
+        [(int(b["batch"]), int(it["image_id"])) for b in batches for it in b["items"]],
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    where = positions(ids, drawn[:, 1])
+    newest = np.zeros(n_images, dtype=np.int64)
+    np.maximum.at(newest, where[where >= 0], drawn[where >= 0, 0])
+    nz = np.flatnonzero(newest)
+    latest: dict[int, int] = dict(zip(nz.tolist(), newest[nz].tolist(), strict=True))
     for j, b in latest.items():
         v = verdicts.get((b, j), {}).get("verdict", "pending")
         if v == "pending":
