@@ -73,7 +73,15 @@ from napari_segflow.core.project.store import (
     TODO,
     ProjectStore,
 )
-from napari_segflow.core.project.view import CODE, QA_DIR, ProjectView, build_view, read_batches
+from napari_segflow.core.project.view import (
+    CODE,
+    QA_DIR,
+    PersonRows,
+    ProjectView,
+    build_view,
+    read_batches,
+    read_person,
+)
 from napari_segflow.core.project.work import (
     DB_FILE,
     MODES,
@@ -271,6 +279,7 @@ class Project(ReviewMixin):
         self._listed = [r[0] for r in self.store.rows("SELECT name FROM annotators")]
         self._states: dict[str, AnnotatorState] = {}
         self._cache: tuple[Any, ProjectView] | None = None
+        self._memo: dict[str, tuple[Any, PersonRows]] = {}
         self._qa_cache: tuple[Any, dict[int, tuple[int, dict[str, Any]]]] | None = None
         self._lock = threading.RLock()
         self.prelabel_sources: list[PrelabelSource] = []
@@ -343,8 +352,16 @@ class Project(ReviewMixin):
             sig = (tuple((n, change_counter(p)) for n, p in files.items()), qa)
             if self._cache is not None and self._cache[0] == sig:
                 return self._cache[1]
-            states = {n: st for n in files if (st := self._state(n)) is not None}
-            view = build_view(len(self._ids), self._ids, states, read_batches(self.root))
+            # only the files that changed are read again (after an own save: one file)
+            persons: dict[str, PersonRows] = {}
+            for (n, n_sig), _ in zip(sig[0], files, strict=True):
+                old = self._memo.get(n)
+                if old is not None and n_sig is not None and old[0] == n_sig:
+                    persons[n] = old[1]
+                elif (st := self._state(n)) is not None:
+                    persons[n] = read_person(st)
+                    self._memo[n] = (n_sig, persons[n])
+            view = build_view(len(self._ids), self._ids, persons, read_batches(self.root))
             self._cache = (sig, view)
             return view
 
@@ -456,7 +473,11 @@ class Project(ReviewMixin):
         view = self._view()
         if mode == "production":
             codes = view.status
-            sel = range(len(self)) if status is None else np.flatnonzero(codes == CODE[status])
+            sel = (
+                range(len(self))
+                if status is None
+                else np.flatnonzero(codes == CODE.get(status, -1))
+            )
             return [self._entry(j, view.status_of(j), view.holder_of(j)) for j in sel]
         if mode == "calibration":
             mine: dict[int, str] = {}

@@ -37,7 +37,15 @@ from napari_segflow.core.project.store import (
     TODO,
 )
 
-__all__ = ["QA_DIR", "ProjectView", "build_view", "positions", "read_batches"]
+__all__ = [
+    "QA_DIR",
+    "PersonRows",
+    "ProjectView",
+    "build_view",
+    "positions",
+    "read_batches",
+    "read_person",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,44 +127,66 @@ def _safe_rows(state: AnnotatorState, sql: str) -> list[tuple]:
     return []
 
 
+@dataclass
+class PersonRows:
+    """What the view needs from one person's state file (kept until the file changes)."""
+
+    work: np.ndarray  # production rows: image_id, claim, answered, status code
+    summary: dict[str, Any]
+    verdicts: list[tuple]
+    reports: list[tuple]
+
+
+def read_person(state: AnnotatorState) -> PersonRows:
+    """Read one person's state file for the view (a handful of queries)."""
+    p: dict[str, Any] = {
+        "production": {},
+        "calibration": {},
+        "seconds": 0.0,
+        "current": None,
+        "current_mode": None,
+    }
+    if not state.has_tables():
+        return PersonRows(np.zeros((0, 4), dtype=np.int64), p, [], [])
+    rows = _safe_rows(
+        state, f"SELECT image_id, claim, answered, {_CASE} FROM work WHERE mode='production'"
+    )
+    work = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    for mode, status, n, s in _safe_rows(
+        state,
+        "SELECT mode, status, COUNT(*), SUM(seconds) FROM work WHERE mode != 'qa' "
+        "GROUP BY mode, status",
+    ):
+        if mode == "calibration":
+            p["calibration"][status] = int(n)
+        p["seconds"] = round(p["seconds"] + float(s or 0), 3)
+    for stem, mode in _safe_rows(state, "SELECT stem, mode FROM current"):
+        p["current"], p["current_mode"] = stem, mode
+    verdicts = _safe_rows(
+        state, "SELECT batch, image_id, verdict, seconds, reviewed FROM verdicts"
+    )
+    reports = _safe_rows(state, "SELECT batch, computed, report FROM qa_reports")
+    return PersonRows(work, p, verdicts, reports)
+
+
 def build_view(
     n_images: int,
     ids: np.ndarray,
-    states: Mapping[str, AnnotatorState],
+    persons: Mapping[str, PersonRows],
     batches: list[dict[str, Any]],
 ) -> ProjectView:
-    """Aggregate the state files ``states`` over the catalog's image ``ids`` (sorted)."""
-    names = list(states)
-    people: dict[str, dict[str, Any]] = {}
-    cols: list[np.ndarray] = []
-    for k, name in enumerate(names):
-        st = states[name]
-        p = people[name] = {
-            "production": {},
-            "calibration": {},
-            "seconds": 0.0,
-            "current": None,
-            "current_mode": None,
-        }
-        if not st.has_tables():
-            continue
-        rows = _safe_rows(
-            st,
-            f"SELECT image_id, claim, answered, {_CASE} FROM work WHERE mode='production'",
-        )
-        if rows:
-            a = np.asarray(rows, dtype=np.int64)
-            cols.append(np.column_stack([a, np.full(len(a), k, dtype=np.int64)]))
-        for mode, status, n, s in _safe_rows(
-            st,
-            "SELECT mode, status, COUNT(*), SUM(seconds) FROM work WHERE mode != 'qa' "
-            "GROUP BY mode, status",
-        ):
-            if mode == "calibration":
-                p["calibration"][status] = int(n)
-            p["seconds"] = round(p["seconds"] + float(s or 0), 3)
-        for stem, mode in _safe_rows(st, "SELECT stem, mode FROM current"):
-            p["current"], p["current_mode"] = stem, mode
+    """Aggregate everybody's rows (:func:`read_person`) over the catalog's image ``ids``."""
+    names = list(persons)
+    people = {
+        n: {**persons[n].summary, "production": {}, "calibration": dict(
+            persons[n].summary["calibration"])}
+        for n in names
+    }  # fmt: skip
+    cols = [
+        np.column_stack([persons[n].work, np.full(len(persons[n].work), k, dtype=np.int64)])
+        for k, n in enumerate(names)
+        if len(persons[n].work)
+    ]
     status = np.zeros(n_images, dtype=np.int64)
     holder = np.full(n_images, -1, dtype=np.int64)
     answered = np.zeros(n_images, dtype=np.int64)
@@ -176,10 +206,7 @@ def build_view(
     reports: dict[int, dict[str, Any]] = {}
     report_time: dict[int, float] = {}
     for name in names:
-        st = states[name]
-        if not st.has_tables():
-            continue
-        rows = _safe_rows(st, "SELECT batch, image_id, verdict, seconds, reviewed FROM verdicts")
+        rows = persons[name].verdicts
         where = positions(ids, [r[1] for r in rows])
         for (batch, _, verdict, seconds, reviewed), j in zip(rows, where.tolist(), strict=True):
             if j < 0:
@@ -195,9 +222,7 @@ def build_view(
                 or (verdict != "pending" and (reviewed or 0) > (old["reviewed"] or 0))
             ):
                 verdicts[key] = new
-        for batch, computed, doc in _safe_rows(
-            st, "SELECT batch, computed, report FROM qa_reports"
-        ):
+        for batch, computed, doc in persons[name].reports:
             if computed > report_time.get(batch, -1.0):
                 report_time[batch] = computed
                 reports[int(batch)] = json.loads(doc)
