@@ -157,6 +157,9 @@ def test_annotate_next_previous_resume_and_review(
     # pet IoU: image 2 unchanged, the reviewer's new pet pixels on image 1 were missed by ana
     pet = (last == 1).sum() / ((last == 1).sum() + (corrected == 1).sum())
     assert batch["report"]["overall"]["per_class_iou"]["pet"] == pytest.approx(pet, abs=1e-6)
+    # the dock shows the batch's IoU per class (the trend over batches)
+    assert w2._qa_trend.text().splitlines()[1].startswith("#1 (2 reviewed)")
+    assert f"pet {pet:.2f}" in w2._qa_trend.text()
     for dock in (w, w2):  # no background embedding may outlive the viewers
         qtbot.waitUntil(
             lambda d=dock: d._embed_worker is None and not d._progress_workers,
@@ -208,6 +211,13 @@ def test_calibration_mode_flags_a_class_and_resumes_in_that_mode(
     labels.data_setitem(np.nonzero(tri == 1), 1)  # ana labels the pet, nothing else
     w.done_and_next()
     assert w.item is None  # the gold set is done
+    # a calibration cancelled at once stores nothing and gives the buttons back
+    w.run_calibration()
+    assert w._cancel_calib.isEnabled() and not w._calibrate.isEnabled()
+    w._cancel_calib.click()
+    qtbot.waitUntil(lambda: w._calib_worker is None, timeout=20000)
+    assert w.calibration_cancelled and not (tmp / "proj" / "calibration.json").exists()
+    assert w._calibrate.isEnabled() and not w._cancel_calib.isEnabled()
     w.run_calibration()
     qtbot.waitUntil(lambda: "retrain" in w._flags.text(), timeout=20000)
     assert "'background'" in w._flags.text() and "'pet'" not in w._flags.text()

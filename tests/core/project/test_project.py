@@ -186,6 +186,10 @@ def test_calibration_flags_the_class_an_annotator_misses(project, shared_data):
         project.save_item(item, labels, status=DONE)
     # production status is untouched by calibration work
     assert project.status()["status"][TODO] == 4
+    seen = []
+    with pytest.raises(InterruptedError, match="cancelled"):
+        project.run_calibration(cancel=lambda: bool(seen), progress=lambda d, t: seen.append(d))
+    assert seen == [1] and not (project.root / "calibration.json").exists()  # nothing stored
     rep = project.run_calibration(threshold=0.75, dilation_ratio=None)
     assert rep.annotators == ["ana"] and ("ana", "outline") in rep.flagged
     gs = [trimap(shared_data, s) for s in PETS[:2]]

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +61,21 @@ class ReviewMixin:
             return []
         return json.loads(path.read_text(encoding="utf-8"))["results"]
 
-    def run_calibration(self, *, threshold: float = 0.75, dilation_ratio: float | None = 0.02):
+    def run_calibration(
+        self,
+        *,
+        threshold: float = 0.75,
+        dilation_ratio: float | None = 0.02,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ):
         """Score every annotator's finished calibration labels against the gold set.
 
         Stores each (annotator, class) IoU and flag ("retrain before handling class X") in
         ``calibration.json`` and returns the
-        :class:`~napari_segflow.core.quality.calibration.CalibrationReport`.
+        :class:`~napari_segflow.core.quality.calibration.CalibrationReport`. ``progress(done,
+        total)`` is called after each image; ``cancel()`` returning True stops the run with
+        ``InterruptedError`` before anything is stored.
         """
         from napari_segflow.core.quality.calibration import calibrate
 
@@ -92,6 +101,8 @@ class ReviewMixin:
             taxonomy=self.taxonomy,
             threshold=threshold,
             dilation_ratio=dilation_ratio,
+            progress=progress,
+            cancel=cancel,
         )
         flagged = set(report.flagged)
         results = [

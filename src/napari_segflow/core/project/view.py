@@ -16,6 +16,7 @@ QA folder changes (SQLite's change counter in the file header says so).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 
 QA_DIR = "qa"
 CODE = {s: i for i, s in enumerate(STATUSES)}
+#: Verdict codes in the view's arrays.
+VERDICTS = ("pending", ACCEPTED, REJECTED)
+_VCASE = "CASE verdict WHEN 'accepted' THEN 1 WHEN 'rejected' THEN 2 ELSE 0 END"
 _CASE = "CASE status " + " ".join(f"WHEN '{s}' THEN {i}" for s, i in CODE.items()) + " ELSE 0 END"
 
 
@@ -64,9 +68,24 @@ class ProjectView:
     answered: np.ndarray  # the QA batch the holder last answered
     people: dict[str, dict[str, Any]]
     batches: list[dict[str, Any]]
-    latest_batch: dict[int, int]  # image index -> newest batch holding it
-    verdicts: dict[tuple[int, int], dict[str, Any]]  # (batch, image index) -> verdict
+    newest: np.ndarray  # per image index the newest batch holding it, 0 for none
+    winners: np.ndarray  # batch, image index, verdict code, seconds, reviewed, person
     reports: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def latest_batch(self) -> dict[int, int]:
+        """``{image index: newest batch holding it}``."""
+        nz = np.flatnonzero(self.newest)
+        return dict(zip(nz.tolist(), self.newest[nz].tolist(), strict=True))
+
+    @functools.cached_property
+    def verdicts(self) -> dict[tuple[int, int], dict[str, Any]]:
+        """``{(batch, image index): {"verdict", "reviewer", "seconds", "reviewed"}}``."""
+        return {
+            (int(b), int(j)): {"verdict": VERDICTS[int(c)], "reviewer": self.names[int(k)],
+                               "seconds": float(s), "reviewed": float(r)}
+            for b, j, c, s, r, k in self.winners.tolist()
+        }  # fmt: skip
 
     def status_of(self, index: int) -> str:
         return STATUSES[int(self.status[index])]
@@ -133,7 +152,7 @@ class PersonRows:
 
     work: np.ndarray  # production rows: image_id, claim, answered, status code
     summary: dict[str, Any]
-    verdicts: list[tuple]
+    verdicts: np.ndarray  # batch, image_id, verdict code, seconds, reviewed
     reports: list[tuple]
 
 
@@ -147,7 +166,7 @@ def read_person(state: AnnotatorState) -> PersonRows:
         "current_mode": None,
     }
     if not state.has_tables():
-        return PersonRows(np.zeros((0, 4), dtype=np.int64), p, [], [])
+        return PersonRows(np.zeros((0, 4), dtype=np.int64), p, np.zeros((0, 5)), [])
     rows = _safe_rows(
         state, f"SELECT image_id, claim, answered, {_CASE} FROM work WHERE mode='production'"
     )
@@ -162,9 +181,13 @@ def read_person(state: AnnotatorState) -> PersonRows:
         p["seconds"] = round(p["seconds"] + float(s or 0), 3)
     for stem, mode in _safe_rows(state, "SELECT stem, mode FROM current"):
         p["current"], p["current_mode"] = stem, mode
-    verdicts = _safe_rows(
-        state, "SELECT batch, image_id, verdict, seconds, reviewed FROM verdicts"
-    )
+    verdicts = np.asarray(
+        _safe_rows(
+            state,
+            f"SELECT batch, image_id, {_VCASE}, seconds, COALESCE(reviewed, 0) FROM verdicts",
+        ),
+        dtype=np.float64,
+    ).reshape(-1, 5)
     reports = _safe_rows(state, "SELECT batch, computed, report FROM qa_reports")
     return PersonRows(work, p, verdicts, reports)
 
@@ -202,26 +225,24 @@ def build_view(
         status[idx] = w[:, 3]
         holder[idx] = w[:, 4]
         answered[idx] = w[:, 2]
-    verdicts: dict[tuple[int, int], dict[str, Any]] = {}
+    # the verdict on each (batch, image): a verdict beats a pending review, the later wins
+    parts = [
+        np.column_stack([persons[n].verdicts, np.full(len(persons[n].verdicts), k)])
+        for k, n in enumerate(names)
+        if len(persons[n].verdicts)
+    ]
+    win = np.zeros((0, 6))
+    if parts:
+        v = np.concatenate(parts)  # batch, image_id, code, seconds, reviewed, person
+        j = positions(ids, v[:, 1].astype(np.int64))
+        v, j = v[j >= 0], j[j >= 0]
+        order = np.lexsort((v[:, 4], v[:, 2] > 0, j, v[:, 0]))
+        v, j = v[order], j[order]
+        last = np.r_[(v[1:, 0] != v[:-1, 0]) | (j[1:] != j[:-1]), True] if len(j) else []
+        win = np.column_stack([v[last][:, 0], j[last], v[last][:, 2:]])
     reports: dict[int, dict[str, Any]] = {}
     report_time: dict[int, float] = {}
     for name in names:
-        rows = persons[name].verdicts
-        where = positions(ids, [r[1] for r in rows])
-        for (batch, _, verdict, seconds, reviewed), j in zip(rows, where.tolist(), strict=True):
-            if j < 0:
-                continue
-            key = (int(batch), j)
-            old = verdicts.get(key)
-            new = {"verdict": verdict, "reviewer": name, "seconds": float(seconds),
-                   "reviewed": reviewed}  # fmt: skip
-            # a verdict beats a pending review; between two verdicts the later one counts
-            if (
-                old is None
-                or (old["verdict"] == "pending" and verdict != "pending")
-                or (verdict != "pending" and (reviewed or 0) > (old["reviewed"] or 0))
-            ):
-                verdicts[key] = new
         for batch, computed, doc in persons[name].reports:
             if computed > report_time.get(batch, -1.0):
                 report_time[batch] = computed
@@ -233,16 +254,14 @@ def build_view(
     where = positions(ids, drawn[:, 1])
     newest = np.zeros(n_images, dtype=np.int64)
     np.maximum.at(newest, where[where >= 0], drawn[where >= 0, 0])
-    nz = np.flatnonzero(newest)
-    latest: dict[int, int] = dict(zip(nz.tolist(), newest[nz].tolist(), strict=True))
-    for j, b in latest.items():
-        v = verdicts.get((b, j), {}).get("verdict", "pending")
-        if v == "pending":
-            status[j] = CODE[IN_REVIEW]
-        elif v == ACCEPTED:
-            status[j] = CODE[ACCEPTED]
-        elif v == REJECTED and answered[j] < b:
-            status[j] = CODE[REJECTED]
+    vcode = np.zeros(n_images, dtype=np.int64)  # the verdict in each image's newest batch
+    wj = win[:, 1].astype(np.int64)
+    current = win[:, 0].astype(np.int64) == newest[wj]
+    vcode[wj[current]] = win[current, 2].astype(np.int64)
+    drawn_now = newest > 0
+    status[drawn_now & (vcode == 0)] = CODE[IN_REVIEW]
+    status[drawn_now & (vcode == 1)] = CODE[ACCEPTED]
+    status[drawn_now & (vcode == 2) & (answered < newest)] = CODE[REJECTED]
     # each person's production counts: the images they hold, as their work row says
     # (a finished image stays "done" for its annotator while in review or accepted)
     held = holder >= 0
@@ -256,4 +275,4 @@ def build_view(
         people[name]["production"] = {
             s: int(n[i]) for i, s in enumerate(STATUSES) if n[i] and s != TODO
         }
-    return ProjectView(names, status, holder, answered, people, batches, latest, verdicts, reports)
+    return ProjectView(names, status, holder, answered, people, batches, newest, win, reports)
