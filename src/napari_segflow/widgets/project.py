@@ -580,7 +580,10 @@ class ProjectWidget(QWidget):
 
         def job():
             with open_project(root) as project:  # its own connection for this thread
-                report = project.run_calibration(cancel=cancel.is_set)
+                try:
+                    report = project.run_calibration(cancel=cancel.is_set)
+                except InterruptedError:
+                    return None  # cancelled: nothing was stored
                 return report, project.calibration_flags()
 
         worker = create_worker(job, _progress={"total": 0, "desc": "calibration"})
@@ -592,17 +595,17 @@ class ProjectWidget(QWidget):
         worker.start()
 
     def _on_calibration_error(self, exc: Exception) -> None:
-        if isinstance(exc, InterruptedError):
-            self.calibration_cancelled = True
-            show_info("Calibration cancelled; the previous results are kept.")
-        else:
-            show_error(f"Calibration failed: {exc}")
+        show_error(f"Calibration failed: {exc}")
 
     def _on_calibration_finished(self) -> None:
         self._calib_worker = None
         self._update_buttons()
 
     def _on_calibrated(self, result) -> None:
+        if result is None:
+            self.calibration_cancelled = True
+            show_info("Calibration cancelled; the previous results are kept.")
+            return
         report, flags = result
         self.calibration_report = report
         self._show_flags()
