@@ -581,7 +581,9 @@ class ProjectWidget(QWidget):
         def job():
             with open_project(root) as project:  # its own connection for this thread
                 try:
-                    report = project.run_calibration(cancel=cancel.is_set)
+                    report = project.run_calibration(
+                        cancel=cancel.is_set, progress=lambda d, t: self._calib_progress(d, t)
+                    )
                 except InterruptedError:
                     return None  # cancelled: nothing was stored
                 return report, project.calibration_flags()
@@ -593,6 +595,10 @@ class ProjectWidget(QWidget):
         self._calib_worker = worker
         self._update_buttons()
         worker.start()
+
+    def _calib_progress(self, done: int, total: int) -> None:
+        # runs in the worker thread: only remember it (the progress bar is napari's)
+        self.calibration_step = (done, total)
 
     def _on_calibration_error(self, exc: Exception) -> None:
         show_error(f"Calibration failed: {exc}")

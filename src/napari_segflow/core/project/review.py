@@ -104,6 +104,8 @@ class ReviewMixin:
             progress=progress,
             cancel=cancel,
         )
+        if cancel is not None and cancel():  # pressed while the last image was scored
+            raise InterruptedError("calibration cancelled")
         flagged = set(report.flagged)
         results = [
             {"annotator": a, "class": c,
