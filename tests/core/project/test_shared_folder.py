@@ -318,3 +318,43 @@ def test_several_windows_of_one_annotator_share_her_state_file(tmp_path, photos)
             assert st["annotators"]["ana"]["seconds"] == pytest.approx(7.0)
         labels = np.asarray(read_labels(w1.labels_path(b.stem, annotator="ana")))
         assert labels.shape == b.labels.shape
+
+
+def test_a_session_killed_inside_a_transaction_loses_only_that_change(tmp_path, photos):
+    root = tmp_path / "proj"
+    with create_project(root, images=photos, taxonomy=TAX, annotators=["ana"]) as p:
+        item = p.open_item(p.next_stem(annotator="ana"), annotator="ana")
+        p.save_item(item, seconds=5.0, status=DONE)
+    code = (
+        "import sys, time\n"
+        "from napari_segflow.core.project.state import AnnotatorState\n"
+        "st = AnnotatorState(sys.argv[1], 'ana', writable=True)\n"
+        "con = st._con\n"
+        "con.execute('PRAGMA cache_size=10')\n"  # pages reach the file before the commit
+        "con.execute('BEGIN IMMEDIATE')\n"
+        "con.execute(\"UPDATE work SET status='skipped', seconds=seconds+100\")\n"
+        "con.executemany('INSERT INTO work (image_id, mode, status, class_pixels) VALUES "
+        "(?, ?, ?, ?)', [(i, 'production', 'done', 'x' * 200) for i in range(100, 20100)])\n"
+        "print('IN', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(root)], env=_env(), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "IN"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    state = root / "state" / "ana.sqlite"
+    assert Path(f"{state}-journal").exists()  # a hot journal: the file is mid-commit
+    before = _snapshot(root)
+    with open_project(root) as p:  # somebody else's window: reads, never repairs ana's file
+        assert p.status()["images"] == 12
+    assert _changed(before, _snapshot(root)) == set()
+    # ana's next window rolls her file back to the last commit and goes on
+    with open_project(root) as p:
+        item = p.open_item(p.next_stem(annotator="ana"), annotator="ana")
+        st = p.status()
+        assert st["status"][DONE] == 1 and st["annotators"]["ana"]["seconds"] == 5.0
+        assert not Path(f"{state}-journal").exists()
+        p.save_item(item, seconds=1.0, status=DONE)
+        assert p.status()["status"][DONE] == 2

@@ -341,6 +341,13 @@ class Project(ReviewMixin):
             self._states[name] = st
             return st
 
+    def _recover(self, name: str) -> None:
+        """Acting as ``name``: a file of theirs left mid-commit by a killed window is rolled
+        back by opening it for writing (their own file; nobody else ever repairs it)."""
+        st = self._state(name)
+        if st is not None and not st.writable and not st.has_tables():
+            self._state(name, write=True)
+
     def _view(self) -> ProjectView:
         """Everybody's state aggregated read-only; rebuilt only when a file changed."""
         with self._lock:
@@ -359,6 +366,11 @@ class Project(ReviewMixin):
                 if old is not None and n_sig is not None and old[0] == n_sig:
                     persons[n] = old[1]
                 elif (st := self._state(n)) is not None:
+                    if not st.has_tables() and old is not None:
+                        # unreadable just now (a writer died mid-commit; its owner's next
+                        # session rolls it back): keep what was read last
+                        persons[n] = old[1]
+                        continue
                     persons[n] = read_person(st)
                     self._memo[n] = (n_sig, persons[n])
             view = build_view(len(self._ids), self._ids, persons, read_batches(self.root))
@@ -515,6 +527,7 @@ class Project(ReviewMixin):
         self, *, annotator: str, mode: str = "production", after: str | None = None
     ) -> str | None:
         """The next image of ``annotator``'s queue after ``after`` (wrapping), or None."""
+        self._recover(annotator)
         if mode == "production":
             view = self._view()
             queue = (view.status == CODE[TODO]) | (
@@ -561,6 +574,7 @@ class Project(ReviewMixin):
 
     def resume(self, annotator: str) -> tuple[str, str] | None:
         """``(mode, stem)`` the annotator had open last, or None."""
+        self._recover(annotator)
         st = self._state(annotator)
         if st is None or not st.has_tables():
             return None

@@ -187,5 +187,9 @@ class AnnotatorState:
         return cur.execute(sql, params).fetchall()
 
     def has_tables(self) -> bool:
-        rows = self.query("SELECT name FROM sqlite_master WHERE type='table' AND name='work'")
+        """Whether the schema is there (a brand-new file, or one mid-commit, may not show it)."""
+        try:
+            rows = self.query("SELECT name FROM sqlite_master WHERE type='table' AND name='work'")
+        except sqlite3.DatabaseError:  # e.g. a crashed writer's hot journal, read-only here
+            return False
         return bool(rows)
