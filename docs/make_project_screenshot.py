@@ -16,7 +16,7 @@ from qtpy.QtWidgets import QApplication
 
 from napari_segflow.core.io.labels import read_labels
 from napari_segflow.core.io.png import write_png
-from napari_segflow.core.project import DONE, create_project
+from napari_segflow.core.project import ACCEPTED, DONE, create_project
 from napari_segflow.core.provenance import AI_PENDING, HUMAN, write_provenance
 from napari_segflow.core.taxonomy import taxonomy_from_dict
 from napari_segflow.widgets.project import ProjectWidget
@@ -54,6 +54,15 @@ project = create_project(
 for stem, who in ((STEMS[0], "ana"), (STEMS[1], "ana"), (STEMS[2], "ben")):
     item = project.open_item(stem, annotator=who)
     project.save_item(item, read_labels(PETS / "trimaps" / f"{stem}.png"), seconds=95, status=DONE)
+# an earlier QA batch, reviewed: the outline was meant to be pet (the dock shows its IoU)
+project.draw_qa_batch(rates={"common": 1.0, "rare": 1.0})
+for stem in STEMS[:3]:
+    item = project.open_item(stem, annotator="rev", mode="qa")
+    project.review(item, ACCEPTED, np.where(item.labels == 3, 1, item.labels).astype(np.uint8))
+# two more images finished by ben, for the next batch
+for stem in STEMS[4:6]:
+    item = project.open_item(stem, annotator="ben")
+    project.save_item(item, read_labels(PETS / "trimaps" / f"{stem}.png"), seconds=80, status=DONE)
 # an AI pre-label of the next image (the pet only), as `segflow prelabel` leaves it
 tri = read_labels(PETS / "trimaps" / f"{STEMS[3]}.png")
 pre = np.where(tri == 1, 1, 0).astype(np.uint8)
@@ -76,7 +85,7 @@ for _ in range(5):
     QApplication.processEvents()
 viewer.screenshot(str(OUT), canvas_only=False)
 
-# QA: a reviewer draws a batch of the finished images and reviews the first one
+# QA: the reviewer draws the next batch of finished images; the dock shows batch 1's IoU
 widget.set_annotator("rev")
 widget._qa_rate.value = 1.0
 widget.draw_qa_batch()

@@ -157,6 +157,9 @@ def test_annotate_next_previous_resume_and_review(
     # pet IoU: image 2 unchanged, the reviewer's new pet pixels on image 1 were missed by ana
     pet = (last == 1).sum() / ((last == 1).sum() + (corrected == 1).sum())
     assert batch["report"]["overall"]["per_class_iou"]["pet"] == pytest.approx(pet, abs=1e-6)
+    # the dock shows the batch's IoU per class (the trend over batches)
+    assert w2._qa_trend.text().splitlines()[1].startswith("#1 (2 reviewed)")
+    assert f"pet {pet:.2f}" in w2._qa_trend.text()
     for dock in (w, w2):  # no background embedding may outlive the viewers
         qtbot.waitUntil(
             lambda d=dock: d._embed_worker is None and not d._progress_workers,
@@ -208,6 +211,19 @@ def test_calibration_mode_flags_a_class_and_resumes_in_that_mode(
     labels.data_setitem(np.nonzero(tri == 1), 1)  # ana labels the pet, nothing else
     w.done_and_next()
     assert w.item is None  # the gold set is done
+    # Cancel pressed while the gold image is scored: nothing stored, the buttons come back
+    w._calib_progress = lambda done, total: w._calib_cancel.set()  # what Cancel does
+    w.run_calibration()
+    assert w._cancel_calib.isEnabled() and not w._calibrate.isEnabled()
+    qtbot.waitUntil(lambda: w._calib_worker is None, timeout=20000)
+    assert w.calibration_cancelled and not (tmp / "proj" / "calibration.json").exists()
+    assert w._calibrate.isEnabled() and not w._cancel_calib.isEnabled()
+    del w._calib_progress
+    w._calib_cancel.clear()
+    w._cancel_calib.setEnabled(True)
+    w._cancel_calib.click()
+    assert w._calib_cancel.is_set()  # the button is wired to the same event
+    w._update_buttons()
     w.run_calibration()
     qtbot.waitUntil(lambda: "retrain" in w._flags.text(), timeout=20000)
     assert "'background'" in w._flags.text() and "'pet'" not in w._flags.text()

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "project",
         help="annotation projects: init, status, export, report",
         description="An annotation project: images, taxonomy, annotators, per-annotator labels "
-        "and their status in PROJECT/project.db.",
+        "and each person's own state file in PROJECT/state/ (safe on a shared folder).",
     )
     cmds = p.add_subparsers(dest="project_command", metavar="ACTION", required=True)
 

@@ -11,6 +11,7 @@ to segment dock answers the first click on it from its cache.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -124,6 +125,12 @@ class ProjectWidget(QWidget):
         self._flags.setWordWrap(True)
         self._flags.setStyleSheet("color: #ffb347")
         self._calibrate = QPushButton("Run calibration")
+        self._cancel_calib = QPushButton("Cancel")
+        self._cancel_calib.setEnabled(False)
+        self._calib_cancel = threading.Event()
+        self.calibration_cancelled = False
+        self._qa_trend = QLabel("")
+        self._qa_trend.setWordWrap(True)
         self._qa_rate = FloatSpinBox(label="QA rate", value=0.15, min=0.01, max=1.0, step=0.05)
         self._draw = QPushButton("Draw QA batch")
         self._accept = QPushButton("Accept")
@@ -150,7 +157,10 @@ class ProjectWidget(QWidget):
         layout.addLayout(row)
         layout.addWidget(self._progress)
         layout.addWidget(self._flags)
-        layout.addWidget(self._calibrate)
+        row = QHBoxLayout()
+        row.addWidget(self._calibrate)
+        row.addWidget(self._cancel_calib)
+        layout.addLayout(row)
         qa = QGroupBox("QA")
         inner = QVBoxLayout(qa)
         inner.addWidget(Container(widgets=[self._qa_rate]).native)
@@ -159,6 +169,7 @@ class ProjectWidget(QWidget):
         row.addWidget(self._accept)
         row.addWidget(self._reject)
         inner.addLayout(row)
+        inner.addWidget(self._qa_trend)
         layout.addWidget(qa)
         layout.addStretch(1)
 
@@ -181,6 +192,7 @@ class ProjectWidget(QWidget):
         self._done.clicked.connect(self.done_and_next)
         self._skip.clicked.connect(self.skip)
         self._calibrate.clicked.connect(self.run_calibration)
+        self._cancel_calib.clicked.connect(self._calib_cancel.set)
         self._draw.clicked.connect(self.draw_qa_batch)
         self._accept.clicked.connect(lambda: self.review(ACCEPTED))
         self._reject.clicked.connect(lambda: self.review(REJECTED))
@@ -220,7 +232,11 @@ class ProjectWidget(QWidget):
         for b in (self._accept, self._reject):
             b.setEnabled(has_item and qa)
         self._draw.setEnabled(self.project is not None)
-        self._calibrate.setEnabled(self.project is not None and self.mode == "calibration")
+        running = getattr(self, "_calib_worker", None) is not None
+        self._calibrate.setEnabled(
+            self.project is not None and self.mode == "calibration" and not running
+        )
+        self._cancel_calib.setEnabled(running)
 
     # ----------------------------------------------------------------- project
     def _on_create(self) -> None:
@@ -301,12 +317,31 @@ class ProjectWidget(QWidget):
         flags = self.project.calibration_flags().get(self.annotator, [])
         self._flags.setText("\n".join(flags))
 
+    def _show_qa_trend(self) -> None:
+        """Per-class IoU of each reviewed QA batch, oldest first: is quality going up?"""
+        lines = []
+        for b in self.project.qa_batches() if self.project is not None else []:
+            rep = b["report"]
+            if not rep:
+                continue
+            overall = rep["overall"]
+            per = ", ".join(
+                f"{k} {v:.2f}" for k, v in overall["per_class_iou"].items() if v is not None
+            )
+            mean = overall.get("mean_iou")
+            lines.append(
+                f"#{b['batch']} ({rep['reviewed']} reviewed): mean "
+                f"{'n/a' if mean is None else format(mean, '.2f')} | {per}"
+            )
+        self._qa_trend.setText(("IoU per QA batch:\n" + "\n".join(lines)) if lines else "")
+
     def refresh_list(self) -> None:
         """Fill the image list of the mode (with status), filtered by the chosen status."""
         self._list.clear()
         self._entries = []
         if self.project is None:
             return
+        self._show_qa_trend()
         status = None if self._filter.value == _ALL else self._filter.value
         entries = self.project.images(mode=self.mode, annotator=self.annotator, status=status)
         current = self.item.stem if self.item is not None else None
@@ -539,18 +574,44 @@ class ProjectWidget(QWidget):
         if self.project is None:
             return
         root = self.project.root
+        cancel = self._calib_cancel
+        cancel.clear()
+        self.calibration_cancelled = False
 
         def job():
             with open_project(root) as project:  # its own connection for this thread
-                return project.run_calibration(), project.calibration_flags()
+                try:
+                    report = project.run_calibration(
+                        cancel=cancel.is_set, progress=lambda d, t: self._calib_progress(d, t)
+                    )
+                except InterruptedError:
+                    return None  # cancelled: nothing was stored
+                return report, project.calibration_flags()
 
         worker = create_worker(job, _progress={"total": 0, "desc": "calibration"})
         worker.returned.connect(self._on_calibrated)
-        worker.errored.connect(lambda exc: show_error(f"Calibration failed: {exc}"))
+        worker.errored.connect(self._on_calibration_error)
+        worker.finished.connect(self._on_calibration_finished)
         self._calib_worker = worker
+        self._update_buttons()
         worker.start()
 
+    def _calib_progress(self, done: int, total: int) -> None:
+        # runs in the worker thread: only remember it (the progress bar is napari's)
+        self.calibration_step = (done, total)
+
+    def _on_calibration_error(self, exc: Exception) -> None:
+        show_error(f"Calibration failed: {exc}")
+
+    def _on_calibration_finished(self) -> None:
+        self._calib_worker = None
+        self._update_buttons()
+
     def _on_calibrated(self, result) -> None:
+        if result is None:
+            self.calibration_cancelled = True
+            show_info("Calibration cancelled; the previous results are kept.")
+            return
         report, flags = result
         self.calibration_report = report
         self._show_flags()

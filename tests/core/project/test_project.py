@@ -160,8 +160,9 @@ def test_prelabels_open_ai_pending_and_count_accepted_and_corrected(project, sha
     labels[(ai == 1) & ~top] = 3  # the bottom half corrected to another class
     prov[(ai == 1) & ~top] = HUMAN
     project.save_item(item, labels, prov, status=DONE)
-    row = project.store.query("SELECT ai_pixels, ai_accepted, ai_corrected FROM work")[0]
-    assert tuple(row) == (
+    row = project.work_rows()[0][1]
+    row = (row["ai_pixels"], row["ai_accepted"], row["ai_corrected"])
+    assert row == (
         int((ai == 1).sum()),
         int(((ai == 1) & top).sum()),
         int(((ai == 1) & ~top).sum()),
@@ -185,6 +186,10 @@ def test_calibration_flags_the_class_an_annotator_misses(project, shared_data):
         project.save_item(item, labels, status=DONE)
     # production status is untouched by calibration work
     assert project.status()["status"][TODO] == 4
+    seen = []
+    with pytest.raises(InterruptedError, match="cancelled"):
+        project.run_calibration(cancel=lambda: bool(seen), progress=lambda d, t: seen.append(d))
+    assert seen == [1] and not (project.root / "calibration.json").exists()  # nothing stored
     rep = project.run_calibration(threshold=0.75, dilation_ratio=None)
     assert rep.annotators == ["ana"] and ("ana", "outline") in rep.flagged
     gs = [trimap(shared_data, s) for s in PETS[:2]]

@@ -11,3 +11,11 @@ def test_docstring_examples():
     result = doctest.testmod(work, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_view_docstring_examples():
+    from napari_segflow.core.project import view
+
+    result = doctest.testmod(view, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -1,9 +1,13 @@
 """The top stage of the workflow: an annotation project over a dataset.
 
-``store`` keeps the state in SQLite (status per image and annotator, time, edits, AI pixels
-accepted or corrected, calibration flags, QA batches and verdicts); ``project`` opens images for
-work and saves labels per annotator, atomically, in production, calibration and QA modes;
-``delivery`` exports the finished labels; ``report`` gives throughput and quality.
+``store`` is the catalog of images (written once); ``state`` is one person's own SQLite file
+(work per image, time, edits, AI pixels accepted or corrected, QA verdicts); ``claims`` says who
+holds an image with one exclusively created file per claim; ``view`` aggregates everybody's
+files read-only into the project's status; ``migrate`` moves projects made with one shared
+database. ``project`` opens images for work and saves labels per annotator, atomically, in
+production, calibration and QA modes; ``delivery`` exports the finished labels; ``report``
+gives throughput and quality. A session writes only its own person's files, so annotators can
+share a project folder over a network share.
 """
 
 from napari_segflow.core.project.delivery import EXPORT_FORMATS, ExportSummary, export_project

@@ -47,12 +47,7 @@ def delivery_files(project: Project) -> tuple[dict[str, tuple[Path, Path]], dict
     """``({stem: (image path, label file to deliver)}, {stem: why left out})``."""
     files: dict[str, tuple[Path, Path]] = {}
     left: dict[str, str] = {}
-    reviewer: dict[str, str] = {}
-    for r in project.store.query(
-        "SELECT i.stem, q.reviewer FROM qa_items q JOIN images i ON i.id = q.image_id "
-        "WHERE q.verdict = 'accepted' ORDER BY q.batch_id"
-    ):
-        reviewer[r["stem"]] = r["reviewer"]
+    reviewer = project.accepted_by()
     for e in project.images():
         if e.status not in (DONE, IN_REVIEW, ACCEPTED):
             left[e.stem] = e.status

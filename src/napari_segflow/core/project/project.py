@@ -4,16 +4,21 @@ A project is a folder::
 
     PROJECT/
       project.json        what the project is (written last: its presence means "complete")
-      project.db          the state (SQLite, see :mod:`.store`)
+      project.db          the catalog: images, gold flags, first annotators (written once)
       taxonomy.json       the classes, copied in at creation
       prelabels/          AI pre-labels (``segflow prelabel --out PROJECT/prelabels``), optional
+      state/<name>.sqlite                            one person's work, verdicts (:mod:`.state`)
+      claims/<stem>@<n>.json                         who holds an image (:mod:`.claims`)
+      qa/batch-<n>.json                              a QA batch, written once by who drew it
+      calibration.json                               the last calibration run's scores and flags
       labels/<annotator>/<stem>.png                  production labels (+ provenance sidecar)
       labels/<annotator>/calibration/<stem>.png      the annotator's labels of the gold set
       labels/<reviewer>/qa/<stem>.png                a reviewer's QA correction
 
-Volumes (NIfTI, TIFF stacks) are stored as ``.nii.gz`` / ``.tif`` instead of ``.png``. Each
-annotator only ever writes inside ``labels/<annotator>/``; every label file and sidecar is
-written atomically, so a killed session leaves the last save intact.
+Volumes (NIfTI, TIFF stacks) are stored as ``.nii.gz`` / ``.tif`` instead of ``.png``. A
+person's session writes only that person's files: their state file, the claim files they
+create, and ``labels/<name>/``; everybody else's are only read (:mod:`.view`). Every label file
+and sidecar is written atomically, so a killed session leaves the last save intact.
 
 Modes
 -----
@@ -31,8 +36,10 @@ Modes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -53,7 +60,9 @@ from napari_segflow.core.prelabel.volume import (
     volume_suffix,
     write_volume,
 )
+from napari_segflow.core.project.claims import ClaimTaken, add_claim, current_claim
 from napari_segflow.core.project.review import ReviewMixin
+from napari_segflow.core.project.state import AnnotatorState, change_counter, state_files
 from napari_segflow.core.project.store import (
     ACCEPTED,
     DONE,
@@ -61,15 +70,24 @@ from napari_segflow.core.project.store import (
     IN_REVIEW,
     REJECTED,
     SKIPPED,
-    STATUSES,
     TODO,
     ProjectStore,
+)
+from napari_segflow.core.project.view import (
+    CODE,
+    QA_DIR,
+    PersonRows,
+    ProjectView,
+    build_view,
+    read_batches,
+    read_person,
 )
 from napari_segflow.core.project.work import (
     DB_FILE,
     MODES,
     PRELABEL_DIR,
     PROJECT_FILE,
+    STATE_LAYOUT,
     TAXONOMY_FILE,
     ImageEntry,
     PrelabelSource,
@@ -212,9 +230,11 @@ def create_project(
             store.add_images((s, _rel(p, root), s in gold_stems) for s, p in found.items())
             store.add_annotators(names)
             store.set_meta("created", time.time())
+            store.seal()
         config = {
             "format": "segflow-project",
-            "version": 1,
+            "version": 2,
+            "state": STATE_LAYOUT,
             "name": root.resolve().name,
             "images": _rel(Path(images), root) if isinstance(images, (str, os.PathLike)) else None,
             "gold": _rel(Path(gold), root) if gold is not None else None,
@@ -235,31 +255,138 @@ def open_project(path: str | os.PathLike[str]) -> Project:
 
 
 class Project(ReviewMixin):
-    """An open project. Thread-safe for one window; several windows each open their own."""
+    """An open project. Thread-safe for one window; several windows each open their own.
+
+    Opening a project in the old single-database layout migrates it first (see
+    :mod:`.migrate`).
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.root = Path(path)
+        self.config = self._read_config()
+        if self.config.get("state") != STATE_LAYOUT:
+            from napari_segflow.core.project.migrate import migrate_project
+
+            migrate_project(self.root)
+            self.config = self._read_config()
+        self.taxonomy = load_taxonomy(self.root / TAXONOMY_FILE)
+        # the catalog never changes after creation: opened immutable, no lock on a share
+        self.store = ProjectStore(self.root / DB_FILE, readonly=True)
+        ids = np.asarray(self.store.rows("SELECT id, gold FROM images ORDER BY id"), np.int64)
+        ids = ids.reshape(-1, 2)
+        self._ids = np.ascontiguousarray(ids[:, 0])
+        self._gold = ids[:, 1].astype(bool)
+        self._listed = [r[0] for r in self.store.rows("SELECT name FROM annotators")]
+        self._states: dict[str, AnnotatorState] = {}
+        self._cache: tuple[Any, ProjectView] | None = None
+        self._memo: dict[str, tuple[Any, PersonRows]] = {}
+        self._qa_cache: tuple[Any, dict[int, tuple[int, dict[str, Any]]]] | None = None
+        self._lock = threading.RLock()
+        self.prelabel_sources: list[PrelabelSource] = []
+
+    # names and paths load on first use: counting needs neither (fast `segflow project status`)
+    @functools.cached_property
+    def _stems(self) -> list[str]:
+        return [r[0] for r in self.store.rows("SELECT stem FROM images ORDER BY id")]
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {s: j for j, s in enumerate(self._stems)}
+
+    @functools.cached_property
+    def _paths(self) -> list[str]:
+        return [r[0] for r in self.store.rows("SELECT path FROM images ORDER BY id")]
+
+    def _read_config(self) -> dict[str, Any]:
         cfg = self.root / PROJECT_FILE
         if not cfg.is_file():
             raise ProjectError(f"{self.root}: not a segflow project (no {PROJECT_FILE})")
         try:
-            self.config = json.loads(cfg.read_text(encoding="utf-8"))
+            config = json.loads(cfg.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ProjectError(f"{cfg}: cannot be read ({exc})") from None
-        if self.config.get("format") != "segflow-project":
+        if config.get("format") != "segflow-project":
             raise ProjectError(f"{cfg}: not a segflow project file")
-        self.taxonomy = load_taxonomy(self.root / TAXONOMY_FILE)
-        self.store = ProjectStore(self.root / DB_FILE)
-        self.prelabel_sources: list[PrelabelSource] = []
+        return config
 
     def close(self) -> None:
-        self.store.close()
+        with self._lock:
+            for st in self._states.values():
+                st.close()
+            self._states.clear()
+            self.store.close()
 
     def __enter__(self) -> Project:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ------------------------------------------------------------------ state files
+    def _state(self, name: str, *, write: bool = False) -> AnnotatorState | None:
+        """``name``'s state file: writable for their own sessions, else read-only (or None)."""
+        with self._lock:
+            st = self._states.get(name)
+            if st is not None and (st.writable or not write):
+                return st
+            if write:
+                if st is not None:
+                    st.close()
+                st = AnnotatorState(self.root, check_name(name), writable=True)
+            else:
+                try:
+                    st = AnnotatorState(self.root, name)
+                except FileNotFoundError:
+                    return None
+            self._states[name] = st
+            return st
+
+    def _recover(self, name: str) -> None:
+        """Acting as ``name``: a file of theirs left mid-commit by a killed window is rolled
+        back by opening it for writing (their own file; nobody else ever repairs it)."""
+        st = self._state(name)
+        if st is not None and not st.writable and not st.has_tables():
+            self._state(name, write=True)
+
+    def _view(self) -> ProjectView:
+        """Everybody's state aggregated read-only; rebuilt only when a file changed."""
+        with self._lock:
+            files = state_files(self.root)
+            try:
+                qa = tuple(sorted(os.listdir(self.root / QA_DIR)))
+            except FileNotFoundError:
+                qa = ()
+            sig = (tuple((n, change_counter(p)) for n, p in files.items()), qa)
+            if self._cache is not None and self._cache[0] == sig:
+                return self._cache[1]
+            # only the files that changed are read again (after an own save: one file)
+            persons: dict[str, PersonRows] = {}
+            for (n, n_sig), _ in zip(sig[0], files, strict=True):
+                old = self._memo.get(n)
+                if old is not None and n_sig is not None and old[0] == n_sig:
+                    persons[n] = old[1]
+                elif (st := self._state(n)) is not None:
+                    if not st.has_tables() and old is not None:
+                        # unreadable just now (a writer died mid-commit; its owner's next
+                        # session rolls it back): keep what was read last
+                        persons[n] = old[1]
+                        continue
+                    persons[n] = read_person(st)
+                    self._memo[n] = (n_sig, persons[n])
+            view = build_view(len(self._ids), self._ids, persons, read_batches(self.root))
+            self._cache = (sig, view)
+            return view
+
+    def work_rows(self, *, mode: str = "production") -> list[tuple[str, dict[str, Any]]]:
+        """``(person, row)`` for every work row of ``mode`` in everybody's state (read-only)."""
+        out = []
+        for name in state_files(self.root):
+            st = self._state(name)
+            if st is None or not st.has_tables():
+                continue
+            for r in st.query("SELECT * FROM work WHERE mode=? ORDER BY image_id", (mode,)):
+                out.append((name, dict(r)))
+        return out
 
     # ------------------------------------------------------------------ paths
     def _resolve(self, rel: str | None) -> Path | None:
@@ -273,17 +400,17 @@ class Project(ReviewMixin):
     def prelabel_dir(self) -> Path | None:
         return self._resolve(self.config.get("prelabels"))
 
-    def image_path(self, stem: str) -> Path:
-        row = self.store.query("SELECT path FROM images WHERE stem=?", (stem,))
-        if not row:
+    def _j(self, stem: str) -> int:
+        j = self._index.get(stem)
+        if j is None:
             raise ProjectError(f"no image {stem!r} in the project")
-        return Path(os.path.normpath(self.root / row[0]["path"]))
+        return j
+
+    def image_path(self, stem: str) -> Path:
+        return Path(os.path.normpath(self.root / self._paths[self._j(stem)]))
 
     def _image_id(self, stem: str) -> int:
-        row = self.store.query("SELECT id FROM images WHERE stem=?", (stem,))
-        if not row:
-            raise ProjectError(f"no image {stem!r} in the project")
-        return int(row[0]["id"])
+        return int(self._ids[self._j(stem)])
 
     def labels_path(self, stem: str, *, annotator: str, mode: str = "production") -> Path:
         """Where ``annotator``'s labels of ``stem`` live in ``mode``."""
@@ -300,14 +427,15 @@ class Project(ReviewMixin):
     # ------------------------------------------------------------------ people
     @property
     def annotators(self) -> list[str]:
-        return [r["name"] for r in self.store.query("SELECT name FROM annotators ORDER BY name")]
+        return sorted(set(self._listed) | set(state_files(self.root)))
 
     def add_annotator(self, name: str) -> None:
-        self.store.add_annotators([check_name(name)])
+        """Add a person: their own state file is created (nothing shared is written)."""
+        self._state(check_name(name), write=True)
 
     # ------------------------------------------------------------------ status
     def __len__(self) -> int:
-        return int(self.store.query("SELECT COUNT(*) FROM images")[0][0])
+        return len(self._ids)
 
     def status(self) -> dict[str, Any]:
         """The counts ``segflow project status --json`` prints.
@@ -315,43 +443,34 @@ class Project(ReviewMixin):
         ``{"images": N, "gold": n, "status": {status: n}, "annotators": {name: {...}},
         "qa_batches": n}``; each annotator has ``production`` and ``calibration`` counts per
         status, ``seconds`` spent, ``current`` (the image to resume) and calibration ``flags``.
+        Everybody's state files are read, none is written.
         """
-        counts = dict.fromkeys(STATUSES, 0)
-        for r in self.store.query("SELECT status, COUNT(*) AS n FROM images GROUP BY status"):
-            counts[r["status"]] = int(r["n"])
-        n = sum(counts.values())
-        n_gold = int(self.store.query("SELECT COUNT(*) FROM images WHERE gold=1")[0][0])
+        view = self._view()
         people: dict[str, Any] = {}
-        for r in self.store.query("SELECT name, current_stem, current_mode FROM annotators"):
-            people[r["name"]] = {
-                "production": {},
-                "calibration": {},
-                "seconds": 0.0,
-                "current": r["current_stem"],
-                "current_mode": r["current_mode"],
+        for name in self.annotators:
+            p = view.people.get(name)
+            people[name] = {
+                "production": dict(p["production"]) if p else {},
+                "calibration": dict(p["calibration"]) if p else {},
+                "seconds": p["seconds"] if p else 0.0,
+                "current": p["current"] if p else None,
+                "current_mode": p["current_mode"] if p else None,
                 "flags": [],
             }
-        for r in self.store.query(
-            "SELECT annotator, mode, status, COUNT(*) AS n, SUM(seconds) AS s FROM work "
-            "WHERE mode != 'qa' GROUP BY annotator, mode, status"
-        ):
-            a = people.setdefault(
-                r["annotator"],
-                {"production": {}, "calibration": {}, "seconds": 0.0, "flags": []},
-            )
-            a[r["mode"]][r["status"]] = int(r["n"])
-            a["seconds"] = round(a["seconds"] + float(r["s"] or 0), 3)
-        for r in self.store.query("SELECT annotator, class FROM calibration WHERE flagged=1"):
-            if r["annotator"] in people:
+        for r in self._calibration_results():
+            if r["flagged"] and r["annotator"] in people:
                 people[r["annotator"]]["flags"].append(r["class"])
-        batches = int(self.store.query("SELECT COUNT(*) FROM qa_batches")[0][0])
         return {
-            "images": n,
-            "gold": n_gold,
-            "status": counts,
+            "images": len(self),
+            "gold": int(self._gold.sum()),
+            "status": view.counts(),
             "annotators": people,
-            "qa_batches": batches,
+            "qa_batches": len(view.batches),
         }
+
+    def _entry(self, j: int, status: str, annotator: str | None) -> ImageEntry:
+        path = Path(os.path.normpath(self.root / self._paths[j]))
+        return ImageEntry(self._stems[j], path, bool(self._gold[j]), status, annotator)
 
     def images(
         self, *, mode: str = "production", annotator: str | None = None, status: str | None = None
@@ -363,93 +482,67 @@ class Project(ReviewMixin):
         reviewer's verdict.
         """
         check_mode(mode)
+        view = self._view()
         if mode == "production":
-            rows = self.store.query(
-                "SELECT stem, path, gold, status, annotator FROM images ORDER BY id"
+            codes = view.status
+            sel = (
+                range(len(self))
+                if status is None
+                else np.flatnonzero(codes == CODE.get(status, -1))
             )
+            return [self._entry(j, view.status_of(j), view.holder_of(j)) for j in sel]
+        if mode == "calibration":
+            mine: dict[int, str] = {}
+            st = self._state(annotator) if annotator else None
+            if st is not None and st.has_tables():
+                mine = dict(st.rows("SELECT image_id, status FROM work WHERE mode='calibration'"))
             out = [
-                ImageEntry(
-                    r["stem"],
-                    Path(os.path.normpath(self.root / r["path"])),
-                    bool(r["gold"]),
-                    r["status"],
-                    r["annotator"],
-                )
-                for r in rows
-            ]
-        elif mode == "calibration":
-            rows = self.store.query(
-                "SELECT i.stem, i.path, w.status FROM images i LEFT JOIN work w ON "
-                "w.image_id = i.id AND w.mode = 'calibration' AND w.annotator = ? "
-                "WHERE i.gold = 1 ORDER BY i.id",
-                (annotator or "",),
-            )
-            out = [
-                ImageEntry(
-                    r["stem"],
-                    Path(os.path.normpath(self.root / r["path"])),
-                    True,
-                    r["status"] or TODO,
-                    annotator,
-                )
-                for r in rows
+                self._entry(j, mine.get(int(self._ids[j]), TODO), annotator)
+                for j in np.flatnonzero(self._gold)
             ]
         else:
-            rows = self.store.query(
-                "SELECT i.stem, i.path, i.gold, q.verdict, q.annotator FROM qa_items q "
-                "JOIN images i ON i.id = q.image_id ORDER BY q.batch_id, i.id"
-            )
-            verdict = {"pending": IN_REVIEW, "accepted": ACCEPTED, "rejected": REJECTED}
-            out = [
-                ImageEntry(
-                    r["stem"],
-                    Path(os.path.normpath(self.root / r["path"])),
-                    bool(r["gold"]),
-                    verdict[r["verdict"]],
-                    r["annotator"],
-                )
-                for r in rows
-            ]
+            names = {"pending": IN_REVIEW, "accepted": ACCEPTED, "rejected": REJECTED}
+            out = []
+            for b in view.batches:
+                for item in sorted(b["items"], key=lambda it: it["image_id"]):
+                    j = self._index.get(item["stem"])
+                    if j is not None:
+                        verdict = view.verdict(int(b["batch"]), j)
+                        out.append(self._entry(j, names[verdict], item["annotator"]))
         if status is not None:
             out = [e for e in out if e.status == status]
         return out
 
     def _open_for(self, entry: ImageEntry, mode: str, annotator: str) -> bool:
         """Whether ``entry`` is still to do for ``annotator`` in ``mode`` (the queue)."""
-        if mode == "production":
-            return entry.status == TODO or (
-                entry.annotator == annotator and entry.status in (IN_PROGRESS, REJECTED)
-            )
         if mode == "calibration":
             return entry.status in (TODO, IN_PROGRESS)
         return entry.status == IN_REVIEW
 
-    def _visible_for(self, entry: ImageEntry, mode: str, annotator: str) -> bool:
-        if mode == "production":
-            return entry.status == TODO or entry.annotator == annotator
-        return True
+    def _mine(self, view: ProjectView, annotator: str) -> np.ndarray:
+        k = view.names.index(annotator) if annotator in view.names else -2
+        return view.holder == k
 
     def next_stem(
         self, *, annotator: str, mode: str = "production", after: str | None = None
     ) -> str | None:
         """The next image of ``annotator``'s queue after ``after`` (wrapping), or None."""
+        self._recover(annotator)
         if mode == "production":
-            # one indexed query per direction: fast on projects of 100,000 images
-            after_id = 0
-            if after is not None:
-                rows = self.store.query("SELECT id FROM images WHERE stem=?", (after,))
-                after_id = int(rows[0]["id"]) if rows else 0
-            # "+status": walk the primary key in order instead of sorting the status index
-            cond = "(+status=? OR (annotator=? AND +status IN (?, ?))) AND stem IS NOT ?"
-            params = [TODO, annotator, IN_PROGRESS, REJECTED, after]
-            for where, extra in (("id > ?", [after_id]), ("id <= ?", [after_id])):
-                rows = self.store.query(
-                    f"SELECT stem FROM images WHERE {where} AND {cond} ORDER BY id LIMIT 1",
-                    [*extra, *params],
-                )
-                if rows:
-                    return rows[0]["stem"]
-            return None
+            view = self._view()
+            queue = (view.status == CODE[TODO]) | (
+                self._mine(view, annotator)
+                & np.isin(view.status, [CODE[IN_PROGRESS], CODE[REJECTED]])
+            )
+            start = 0
+            if after is not None and after in self._index:
+                start = self._index[after] + 1
+                queue[self._index[after]] = False
+            hits = np.flatnonzero(queue[start:])
+            if len(hits):
+                return self._stems[start + int(hits[0])]
+            hits = np.flatnonzero(queue[:start])
+            return self._stems[int(hits[0])] if len(hits) else None
         entries = self.images(mode=mode, annotator=annotator)
         start = 0
         if after is not None:
@@ -465,46 +558,71 @@ class Project(ReviewMixin):
         self, *, annotator: str, mode: str = "production", before: str
     ) -> str | None:
         """The image before ``before`` that ``annotator`` may open (own work included)."""
+        if mode == "production":
+            if before not in self._index:
+                return None
+            view = self._view()
+            visible = (view.status == CODE[TODO]) | self._mine(view, annotator)
+            hits = np.flatnonzero(visible[: self._index[before]])
+            return self._stems[int(hits[-1])] if len(hits) else None
         entries = self.images(mode=mode, annotator=annotator)
         stems = [e.stem for e in entries]
         if before not in stems:
             return None
-        for e in reversed(entries[: stems.index(before)]):
-            if self._visible_for(e, mode, annotator):
-                return e.stem
-        return None
+        i = stems.index(before)
+        return entries[i - 1].stem if i > 0 else None
 
     def resume(self, annotator: str) -> tuple[str, str] | None:
         """``(mode, stem)`` the annotator had open last, or None."""
-        rows = self.store.query(
-            "SELECT current_stem, current_mode FROM annotators WHERE name=?", (annotator,)
-        )
-        if not rows or rows[0]["current_stem"] is None:
+        self._recover(annotator)
+        st = self._state(annotator)
+        if st is None or not st.has_tables():
             return None
-        return rows[0]["current_mode"], rows[0]["current_stem"]
+        rows = st.query("SELECT stem, mode FROM current")
+        if not rows or rows[0]["stem"] is None:
+            return None
+        return rows[0]["mode"], rows[0]["stem"]
 
     def progress(self, *, annotator: str | None = None) -> dict[str, Any]:
         """Production progress: ``{"done": n, "total": N, "class_pixels": {class: pixels}}``.
 
-        Done counts images at ``done`` or later (in review, accepted).
+        Done counts images at ``done`` or later (in review, accepted) of their holder.
         """
-        total = len(self)
-        tables = "FROM work w JOIN images i ON i.id = w.image_id"
-        where = "WHERE w.mode='production' AND i.status IN (?, ?, ?) AND i.annotator = w.annotator"
-        params: list[Any] = [DONE, IN_REVIEW, ACCEPTED]
+        view = self._view()
+        finished = np.isin(view.status, [CODE[DONE], CODE[IN_REVIEW], CODE[ACCEPTED]])
+        finished &= view.holder >= 0
         if annotator is not None:
-            where += " AND w.annotator = ?"
-            params.append(annotator)
-        done = int(self.store.query(f"SELECT COUNT(*) {tables} {where}", params)[0][0])
+            finished &= self._mine(view, annotator)
         pixels: dict[str, int] = dict.fromkeys(self.taxonomy.names, 0)
-        # summed inside SQLite (json_each), not parsed row by row in Python
-        for r in self.store.query(
-            f"SELECT j.key AS k, SUM(j.value) AS v {tables}, json_each(w.class_pixels) j "
-            f"{where} GROUP BY j.key",
-            params,
-        ):
-            pixels[r["k"]] = int(r["v"])
-        return {"done": done, "total": total, "class_pixels": pixels}
+        for k, name in enumerate(view.names):
+            if annotator is not None and name != annotator:
+                continue
+            st = self._state(name)
+            if st is None or not st.has_tables():
+                continue
+            done_rows = "FROM work w, json_each(w.class_pixels) j WHERE w.mode='production' "
+            done_rows += "AND w.status='done'"
+            # summed inside SQLite; rows whose image is not (or no longer) this person's
+            # finished work (rejected, taken over) are taken off again below
+            for key, v in st.rows(f"SELECT j.key, SUM(j.value) {done_rows} GROUP BY j.key"):
+                pixels[key] = pixels.get(key, 0) + int(v)
+            ids = np.asarray(
+                st.rows("SELECT image_id FROM work WHERE mode='production' AND status='done'"),
+                dtype=np.int64,
+            ).reshape(-1)
+            ids = ids[np.isin(ids, self._ids)]
+            j = np.searchsorted(self._ids, ids)
+            gone = ids[~(finished[j] & (view.holder[j] == k))]
+            for chunk in range(0, len(gone), 500):
+                part = [int(x) for x in gone[chunk : chunk + 500]]
+                marks = ",".join("?" * len(part))
+                for key, v in st.rows(
+                    f"SELECT j.key, SUM(j.value) {done_rows} AND w.image_id IN ({marks}) "
+                    "GROUP BY j.key",
+                    part,
+                ):
+                    pixels[key] -= int(v)
+        return {"done": int(finished.sum()), "total": len(self), "class_pixels": pixels}
 
     # ------------------------------------------------------------------ work
     def _read_image(self, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -545,15 +663,99 @@ class Project(ReviewMixin):
         dtype = np.uint8 if self.taxonomy.max_id <= 255 else np.uint16
         return np.full(shape, self._blank(), dtype=dtype)
 
-    def _qa_item(self, stem: str):
-        rows = self.store.query(
-            "SELECT q.batch_id, q.annotator, q.verdict FROM qa_items q JOIN images i "
-            "ON i.id = q.image_id WHERE i.stem=? ORDER BY q.batch_id DESC LIMIT 1",
-            (stem,),
-        )
-        if not rows:
+    def _drawn(self) -> dict[int, tuple[int, dict[str, Any]]]:
+        """``{image index: (newest batch, its item)}``, cached until the QA folder changes."""
+        with self._lock:
+            try:
+                listing = tuple(sorted(os.listdir(self.root / QA_DIR)))
+            except FileNotFoundError:
+                listing = ()
+            if self._qa_cache is None or self._qa_cache[0] != listing:
+                drawn: dict[int, tuple[int, dict[str, Any]]] = {}
+                for b in read_batches(self.root):
+                    for it in b["items"]:
+                        j = self._index.get(it["stem"])
+                        if j is not None:
+                            drawn[j] = (int(b["batch"]), it)
+                self._qa_cache = (listing, drawn)
+            return self._qa_cache[1]
+
+    def _verdict(self, batch: int, image_id: int) -> str:
+        """The verdict on one image of one batch: every reviewer's file, one indexed lookup each.
+
+        As in the aggregated view, a verdict beats a pending review and the later of two
+        verdicts counts.
+        """
+        best, when = "pending", -1.0
+        for name in state_files(self.root):
+            st = self._state(name)
+            if st is None or not st.has_tables():
+                continue
+            for verdict, reviewed in st.rows(
+                "SELECT verdict, reviewed FROM verdicts WHERE batch=? AND image_id=?",
+                (batch, image_id),
+            ):
+                if verdict != "pending" and (reviewed or 0.0) > when:
+                    best, when = verdict, reviewed or 0.0
+        return best
+
+    def _qa_item(self, stem: str) -> dict[str, Any]:
+        """The newest QA batch holding ``stem``: ``{"batch_id", "annotator", "verdict"}``."""
+        got = self._drawn().get(self._j(stem))
+        if got is None:
             raise ProjectError(f"{stem}: not in a QA batch")
-        return rows[0]
+        b, item = got
+        verdict = self._verdict(b, self._image_id(stem))
+        return {"batch_id": b, "annotator": item["annotator"], "verdict": verdict}
+
+    def _claim(self, stem: str, annotator: str) -> int:
+        """Claim ``stem`` for ``annotator`` (a claim file); the generation held."""
+        while True:
+            c = current_claim(self.root, stem)
+            if c is not None and not c.released:
+                if c.annotator == annotator:
+                    return c.generation
+                view = self._view()
+                status = view.status_of(self._j(stem))
+                raise ProjectError(
+                    f"{stem} is {IN_PROGRESS if status == TODO else status} by {c.annotator}"
+                )
+            gen = 0 if c is None else c.generation + 1
+            try:
+                return add_claim(self.root, stem, gen, annotator=annotator).generation
+            except ClaimTaken:
+                continue  # somebody was faster: look at their claim
+
+    def take_over(self, stem: str, *, annotator: str, stale_after: float = 900.0) -> None:
+        """Take an image whose holder went away (a crashed window never reopened).
+
+        Refused while the holder's last sign of work on it (the claim, their last save, by
+        their clock) is younger than ``stale_after`` seconds. The holder's labels stay in
+        their folder; if they come back, saving tells them the image was taken over.
+        """
+        check_name(annotator)
+        c = current_claim(self.root, stem)
+        if c is None or c.released or c.annotator == annotator:
+            self._claim(stem, annotator)
+            return
+        last = c.time
+        st = self._state(c.annotator) if c.annotator else None
+        if st is not None and st.has_tables():
+            rows = st.rows(
+                "SELECT MAX(updated) FROM work WHERE image_id=? AND mode='production'",
+                (self._image_id(stem),),
+            )
+            last = max(last, float(rows[0][0] or 0.0))
+        age = time.time() - last
+        if age < stale_after:
+            raise ProjectError(
+                f"{stem}: {c.annotator} worked on it {age:.0f} s ago; a claim goes stale "
+                f"after {stale_after:.0f} s"
+            )
+        try:
+            add_claim(self.root, stem, c.generation + 1, annotator=annotator)
+        except ClaimTaken:
+            raise ProjectError(f"{stem}: somebody else took it over just now") from None
 
     def open_item(self, stem: str, *, annotator: str, mode: str = "production") -> WorkItem:
         """Open ``stem`` for ``annotator`` in ``mode``: read the pixels and the labels to edit.
@@ -561,6 +763,7 @@ class Project(ReviewMixin):
         Production claims the image for the annotator (refused when someone else holds it);
         labels come from the annotator's last save, else from the AI pre-labels (AI-pending),
         else empty. In QA the reviewer starts from their correction, else the annotator's labels.
+        Only the annotator's own files are written (claim, state, labels).
         """
         check_mode(mode)
         check_name(annotator)
@@ -570,45 +773,36 @@ class Project(ReviewMixin):
         shape = tuple(image.shape) if kind is not None else tuple(image.shape[:2])
         image_id = self._image_id(stem)
         own = self.labels_path(stem, annotator=annotator, mode=mode)
+        qa = self._qa_item(stem) if mode == "qa" else None
+        gen = self._claim(stem, annotator) if mode == "production" else 0
         now = time.time()
-        with self.store.transaction() as con:
-            if mode == "production":
-                row = con.execute(
-                    "SELECT status, annotator FROM images WHERE id=?", (image_id,)
-                ).fetchone()
-                holder = row["annotator"]
-                if holder is not None and holder != annotator:
-                    raise ProjectError(f"{stem} is {row['status']} by {holder}")
-                if row["status"] == TODO:
-                    con.execute(
-                        "UPDATE images SET status=?, annotator=? WHERE id=?",
-                        (IN_PROGRESS, annotator, image_id),
-                    )
+        with self._state(annotator, write=True).transaction() as con:
             if mode != "qa":
                 con.execute(
-                    "INSERT OR IGNORE INTO work (image_id, annotator, mode, status, started, "
+                    "INSERT OR IGNORE INTO work (image_id, mode, status, claim, started, "
                     "updated) VALUES (?, ?, ?, ?, ?, ?)",
-                    (image_id, annotator, mode, IN_PROGRESS, now, now),
+                    (image_id, mode, IN_PROGRESS, gen, now, now),
                 )
                 con.execute(
-                    "UPDATE work SET status=? WHERE image_id=? AND annotator=? AND mode=? "
-                    "AND status=?",
-                    (IN_PROGRESS, image_id, annotator, mode, TODO),
+                    "UPDATE work SET status=? WHERE image_id=? AND mode=? AND status=?",
+                    (IN_PROGRESS, image_id, mode, TODO),
+                )
+                con.execute(
+                    "UPDATE work SET claim=? WHERE image_id=? AND mode=?", (gen, image_id, mode)
                 )
             con.execute(
-                "INSERT INTO annotators (name, current_stem, current_mode, added) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-                "current_stem=excluded.current_stem, current_mode=excluded.current_mode",
-                (annotator, stem, mode, now),
+                "INSERT OR REPLACE INTO current (one, stem, mode, updated) VALUES (0, ?, ?, ?)",
+                (stem, mode, now),
             )
         suffix = volume_suffix(kind)
         ai = self._prelabels(stem, image, shape, suffix) if mode == "production" else None
         if own.is_file():
             labels, prov = self._read_labels(own, shape)
             source = "saved"
-        elif mode == "qa":
-            who = self._qa_item(stem)["annotator"]
-            labels, prov = self._read_labels(self.labels_path(stem, annotator=who), shape)
+        elif qa is not None:
+            labels, prov = self._read_labels(
+                self.labels_path(stem, annotator=qa["annotator"]), shape
+            )
             source = "annotator"
         elif ai is not None:
             labels, prov = ai[0].copy(), ai[1].copy()
@@ -662,12 +856,21 @@ class Project(ReviewMixin):
                 f"status {status!r}: an annotator sets in_progress, done or skipped"
             )
         image_id = self._image_id(item.stem)
+        qa = self._qa_item(item.stem) if item.mode == "qa" else None
+        answered = 0
         if item.mode == "production":
-            row = self.store.query("SELECT status, annotator FROM images WHERE id=?", (image_id,))
-            if row[0]["annotator"] not in (None, item.annotator):
-                raise ProjectError(f"{item.stem} belongs to {row[0]['annotator']}")
-            if row[0]["status"] in (IN_REVIEW, ACCEPTED):
-                raise ProjectError(f"{item.stem} is {row[0]['status']}: it can no longer change")
+            c = current_claim(self.root, item.stem)
+            if c is not None and c.holder not in (None, item.annotator):
+                raise ProjectError(f"{item.stem} belongs to {c.holder}")
+            # one image's QA state, without aggregating everybody (this runs on every autosave)
+            batch = self._drawn().get(self._j(item.stem), (0, None))[0]
+            if batch:
+                verdict = self._verdict(batch, image_id)
+                if verdict in ("pending", ACCEPTED):
+                    now_status = IN_REVIEW if verdict == "pending" else ACCEPTED
+                    raise ProjectError(f"{item.stem} is {now_status}: it can no longer change")
+            # finishing a rejected image answers the batch that rejected it
+            answered = batch if status is not None else 0
         # the label file goes last, as in the batch pre-labeller
         write_provenance(item.labels_path, prov)
         if item.is_volume:
@@ -678,55 +881,58 @@ class Project(ReviewMixin):
         class_pixels = {self.taxonomy.by_id(k).name: v for k, v in counts.items() if v}
         n_ai, accepted, corrected = ai_stats(labels, prov, item.ai_labels, item.ai_provenance)
         now = time.time()
-        with self.store.transaction() as con:
-            if item.mode == "qa":
-                q = self._qa_item(item.stem)
+        with self._state(item.annotator, write=True).transaction() as con:
+            if qa is not None:
                 con.execute(
-                    "UPDATE qa_items SET seconds = seconds + ?, reviewer=? "
-                    "WHERE batch_id=? AND image_id=?",
-                    (float(seconds), item.annotator, q["batch_id"], image_id),
+                    "INSERT OR IGNORE INTO verdicts (batch, image_id) VALUES (?, ?)",
+                    (qa["batch_id"], image_id),
+                )
+                con.execute(
+                    "UPDATE verdicts SET seconds = seconds + ? WHERE batch=? AND image_id=?",
+                    (float(seconds), qa["batch_id"], image_id),
                 )
                 return item.labels_path
             con.execute(
-                "INSERT OR IGNORE INTO work (image_id, annotator, mode, status, started, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (image_id, item.annotator, item.mode, IN_PROGRESS, item.opened, now),
+                "INSERT OR IGNORE INTO work (image_id, mode, status, started, updated) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (image_id, item.mode, IN_PROGRESS, item.opened, now),
             )
             con.execute(
                 "UPDATE work SET seconds = seconds + ?, edits = edits + ?, ai_pixels=?, "
                 "ai_accepted=?, ai_corrected=?, class_pixels=?, updated=?, "
-                "status = COALESCE(?, status), "
+                "status = COALESCE(?, status), answered = MAX(answered, ?), "
                 "finished = CASE WHEN ? = 'done' THEN ? ELSE finished END "
-                "WHERE image_id=? AND annotator=? AND mode=?",
+                "WHERE image_id=? AND mode=?",
                 (
                     float(seconds), int(edits), n_ai, accepted, corrected,
-                    json.dumps(class_pixels), now, status, status, now,
-                    image_id, item.annotator, item.mode,
+                    json.dumps(class_pixels), now, status, answered, status, now,
+                    image_id, item.mode,
                 ),
             )  # fmt: skip
-            if item.mode == "production" and status is not None:
-                con.execute(
-                    "UPDATE images SET status=?, annotator=? WHERE id=?",
-                    (status, item.annotator, image_id),
-                )
         return item.labels_path
 
     def release(self, stem: str, *, annotator: str) -> None:
         """Give an image the annotator opened but never saved back to the shared queue."""
         image_id = self._image_id(stem)
-        with self.store.transaction() as con:
-            saved = con.execute(
-                "SELECT COUNT(*) FROM work WHERE image_id=? AND annotator=? AND mode='production' "
-                "AND updated > started",
-                (image_id, annotator),
-            ).fetchone()[0]
-            if not saved and not self.labels_path(stem, annotator=annotator).exists():
-                con.execute(
-                    "UPDATE images SET status=?, annotator=NULL WHERE id=? AND annotator=? "
-                    "AND status=?",
-                    (TODO, image_id, annotator, IN_PROGRESS),
-                )
-                con.execute(
-                    "DELETE FROM work WHERE image_id=? AND annotator=? AND mode='production'",
-                    (image_id, annotator),
-                )
+        st = self._state(annotator)
+        if st is None or not st.has_tables():
+            return
+        saved = st.rows(
+            "SELECT COUNT(*) FROM work WHERE image_id=? AND mode='production' "
+            "AND updated > started",
+            (image_id,),
+        )[0][0]
+        if saved or self.labels_path(stem, annotator=annotator).exists():
+            return
+        c = current_claim(self.root, stem)
+        if c is None or c.holder != annotator:
+            return
+        with self._state(annotator, write=True).transaction() as con:
+            con.execute(
+                "DELETE FROM work WHERE image_id=? AND mode='production' AND status=?",
+                (image_id, IN_PROGRESS),
+            )
+        try:
+            add_claim(self.root, stem, c.generation + 1, annotator=annotator, released=True)
+        except ClaimTaken:
+            pass  # taken over meanwhile: it is no longer ours to give back

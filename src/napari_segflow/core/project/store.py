@@ -1,12 +1,12 @@
-"""The project's state in one SQLite file: images, annotators, work, calibration and QA.
+"""The project's catalog (``project.db``): the images, the gold flags, the first annotators.
 
-Every change runs in its own transaction (``BEGIN IMMEDIATE``), so several napari windows and
-command-line runs on one machine can share a project: a writer waits for the lock instead of
-failing (``timeout``), and readers never block writers (WAL journal). Label pixels never go into
-the database; they live in per-annotator files beside it.
+It is written once, when the project is created, and then sealed (rollback journal, no WAL
+files) so every session opens it read-only and immutable: no lock, nothing written, also on a
+network share. The people's work lives in their own state files (:mod:`.state`).
 
-The image table carries the production status of each image, indexed, so the counts of a
-project of 100,000 images come back in milliseconds.
+Projects made before per-person state kept everything here (work, calibration, QA batches and
+verdicts, the status column of each image); the schema still holds those tables so such a
+database can be read and migrated (:mod:`.migrate`).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ CREATE TABLE IF NOT EXISTS qa_items (
 
 
 class ProjectStore:
-    """The SQLite state of one project (``project.db``).
+    """The catalog database of one project (``project.db``).
 
     Parameters
     ----------
@@ -117,16 +117,30 @@ class ProjectStore:
         The database file; created with the schema when missing and ``create`` is true.
     create : bool
         Allow creating a new database.
+    readonly : bool
+        Open a sealed catalog read-only and immutable (every session after creation).
     timeout : float
         Seconds a writer waits for another window's transaction to finish.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, create: bool = False, timeout: float = 30.0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        readonly: bool = False,
+        timeout: float = 30.0,
     ) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise ValueError(f"{self.path}: no project database")
+        if readonly:
+            # a sealed catalog never changes: no locks, no journal, nothing written
+            uri = self.path.resolve().as_uri() + "?mode=ro&immutable=1"
+            self._con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._con.row_factory = sqlite3.Row
+            self._check_version()
+            return
         # autocommit mode: transactions are opened explicitly in :meth:`transaction`
         self._con = sqlite3.connect(
             str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
@@ -145,12 +159,25 @@ class ProjectStore:
                 con.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
+        self._check_version()
+
+    def _check_version(self) -> None:
         version = self._con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if version is None or int(version[0]) != SCHEMA_VERSION:
             raise ValueError(f"{self.path}: unknown project schema {version and version[0]}")
 
     def close(self) -> None:
         self._con.close()
+
+    def seal(self) -> None:
+        """End the writing: fold the WAL back into the file and leave WAL mode for good."""
+        self._con.execute("PRAGMA journal_mode=DELETE")
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Plain tuples of one query (faster than :meth:`query` for many rows)."""
+        cur = self._con.cursor()
+        cur.row_factory = None
+        return cur.execute(sql, params).fetchall()
 
     def __enter__(self) -> ProjectStore:
         return self

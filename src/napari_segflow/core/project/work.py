@@ -41,6 +41,8 @@ PROJECT_FILE = "project.json"
 DB_FILE = "project.db"
 TAXONOMY_FILE = "taxonomy.json"
 PRELABEL_DIR = "prelabels"
+#: ``project.json``'s "state": every person keeps their own state file (``state/<name>.sqlite``)
+STATE_LAYOUT = "per-annotator"
 MODES = ("production", "calibration", "qa")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
