@@ -150,7 +150,8 @@ def test_two_annotators_in_two_processes_never_share_a_file_or_an_image(tmp_path
         assert len(lost) <= got[a]["result"]["refused"]
         for rel in lost:  # the claim it lost was made by the other process
             assert ("os.link", rel) in _writes(root, got[other])
-        assert any(rel == f"state/{a}.sqlite" for _, rel in _writes(root, got[a]))
+        if done[a]:  # under load one process may drain the queue before the other starts
+            assert any(rel == f"state/{a}.sqlite" for _, rel in _writes(root, got[a]))
     # the catalog was not touched; every new or changed file has one owner, the one that worked
     changed = _changed(before, _snapshot(root))
     assert "project.db" not in changed and "project.json" not in changed
