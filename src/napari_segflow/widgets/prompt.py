@@ -349,8 +349,11 @@ class PromptWidget(QWidget):
             self.pending_layer.contour = 1  # pending pixels stand out from confirmed ones
             self.pending_layer.editable = False
         for layer in (self.pending_layer, self.preview, self.box, self.points):
-            layer.scale = labels.scale
-            layer.translate = labels.translate
+            # each assignment refreshes the layer (hundreds of ms per click): only on a change
+            if not np.array_equal(layer.scale, labels.scale):
+                layer.scale = labels.scale
+            if not np.array_equal(layer.translate, labels.translate):
+                layer.translate = labels.translate
             if layer not in self.viewer.layers:
                 self.viewer.layers.append(layer)
         self._color_preview()
@@ -366,6 +369,9 @@ class PromptWidget(QWidget):
         tax = get_taxonomy(self.labels_layer) if self.labels_layer is not None else None
         if tax is not None and self.class_id is not None and tax.has_id(self.class_id):
             rgba = tuple(v / 255 for v in tax.by_id(self.class_id).color) + (1.0,)
+        if getattr(self.preview, "_segflow_rgba", None) == rgba:
+            return  # a new colormap refreshes the layer: only when the colour changes
+        self.preview._segflow_rgba = rgba
         self.preview.colormap = DirectLabelColormap(
             color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: rgba}, background_value=0
         )
