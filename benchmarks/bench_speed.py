@@ -15,12 +15,21 @@ is printed, since on a shared machine every figure moves with it):
    Target: <= 4 encoder passes' worth of time per 256² tile with >= 25 objects.
 3. ``--sizes 1024 4096``: larger tiles (the nuclei image mirrored to size) with ``--objects``
    objects kept (default 30 and 200).
+4. The box decoder on ONNX Runtime at 1 thread, before and after splitting off its image part
+   (``whole decoder``: the former graph, exported here from the same weights; ``split``:
+   today's): median ms for one box, and per box in a batch of ``--batch`` boxes, plus
+   ``model.predict`` with a box (decode and post-processing). Target: a box decode <= 50 ms.
+5. ``--workers-table``: ``run_prelabel`` (what ``segflow prelabel`` runs) over ``--images``
+   copies of each tile, serially vs ``--workers 1`` and ``2``: seconds per image and per object,
+   wall clock including the start of the cluster and the model loads (what a user waits for).
 
 Usage::
 
     python benchmarks/bench_speed.py                      # 256² pre-labelling, quick
     python benchmarks/bench_speed.py --busy --repeat 5    # threads under load
     python benchmarks/bench_speed.py --sizes 256 1024 4096 --objects 30 200
+    python benchmarks/bench_speed.py --skip-models --skip-prelabel --workers-table \
+        --sizes 1024 4096 --objects 30 200 --images 2    # the workers, at size
 """
 
 from __future__ import annotations
@@ -153,13 +162,164 @@ def table_prelabel(models, sizes, objects) -> None:
     )
 
 
+def _whole_decoder(net, folder: Path):
+    """The former ONNX box decoder (prompt encoder + whole mask decoder in one graph)."""
+    import torch
+
+    from napari_segflow.core.segment.onnx_runtime import _export
+
+    class WholeDecoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pe, self.dec = net.prompt_encoder, net.mask_decoder
+
+        def forward(self, image_embed, boxes):
+            sparse, dense = self.pe(points=None, boxes=boxes.reshape(-1, 1, 4), masks=None)
+            return self.dec.predict_masks(
+                image_embeddings=image_embed,
+                image_pe=self.pe.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+            )
+
+    path = folder / "whole-decoder.onnx"
+    _export(
+        WholeDecoder().eval(),
+        (torch.zeros(1, 256, 64, 64), torch.tensor([[10.0, 20.0, 200.0, 120.0]] * 2)),
+        path,
+        inputs=["image_embed", "boxes"],
+        outputs=["low_res_masks", "iou_predictions"],
+        dynamic={"boxes": {0: "n"}, "low_res_masks": {0: "n"}, "iou_predictions": {0: "n"}},
+    )
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = 1, 1, 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def table_decoder(model, repeat: int, batch: int) -> None:
+    import tempfile
+
+    from napari_segflow.core.segment.threads import using_threads
+
+    img, inst = _nuclei(512)
+    emb = model.embed(img)
+    feat = emb.features["image_embed"].numpy()
+    ids = [i for i in np.unique(inst)[1:] if np.count_nonzero(inst == i) >= 16][:batch]
+    boxes = []
+    for i in ids:
+        rows, cols = np.nonzero(inst == i)
+        boxes.append((rows.min(), cols.min(), rows.max(), cols.max()))
+    xyxy = np.asarray([[c0, r0, c1, r1] for r0, c0, r1, c1 in boxes], np.float32) / 2  # 256 frame
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = _whole_decoder(model.net, Path(tmp))
+        ort = model._ort
+
+        def old(b):
+            return whole.run(None, {"image_embed": feat, "boxes": b})
+
+        def new(b):
+            return ort.decode(feat, b, threads=1)
+
+        def new_each(b):  # what predict_boxes does now: one call per box
+            return [ort.decode(feat, x[None], threads=1) for x in b]
+
+        with using_threads(1):
+            for fn in (old, new):
+                fn(xyxy[:1])  # sessions built, the image part of this embedding kept
+            n = 3 * repeat
+            one = {k: [] for k in ("old", "new")}
+            for _ in range(n):  # interleaved, so that both see the same load
+                for k, fn in (("old", old), ("new", new)):
+                    t0 = time.perf_counter()
+                    fn(xyxy[:1])
+                    one[k].append(time.perf_counter() - t0)
+            many = {k: _median(lambda fn=fn: fn(xyxy), max(1, repeat // 2)) / len(xyxy)
+                    for k, fn in (("old", old), ("new", new), ("each", new_each))}  # fmt: skip
+            part = _median(
+                lambda: (setattr(ort, "_image_part", None), ort.image_part(feat, threads=1)), n
+            )
+            pred = _median(lambda: model.predict(emb, box=boxes[0]), n)
+    o, w = float(np.median(one["old"])), float(np.median(one["new"]))
+    print(
+        f"\n4. box decoder, ONNX Runtime, 1 thread, medians (load average {os.getloadavg()[0]:.1f})"
+    )
+    k = len(xyxy)
+    print(f"{'decoder':<34} | {'1 box':>8} | {f'per box, {k} in one call':>22} | "
+          f"{f'per box, {k} calls':>18}")  # fmt: skip
+    print(f"{'whole decoder (before)':<34} | {o * 1e3:6.1f}ms | {many['old'] * 1e3:20.1f}ms | "
+          f"{'':>18}")  # fmt: skip
+    print(f"{'split, image part kept (now)':<34} | {w * 1e3:6.1f}ms | {many['new'] * 1e3:20.1f}ms | "
+          f"{many['each'] * 1e3:16.1f}ms")  # fmt: skip
+    print(f"one box {o / w:.2f}x faster; pre-labelling per box (before: batches of 16 on the whole "
+          f"decoder; now: one call per box) {many['old'] / many['each']:.2f}x faster")  # fmt: skip
+    print(f"image part, once per embedding: {part * 1e3:.1f} ms; model.predict with a box "
+          f"(decode + post-processing, refine={model.refine}): {pred * 1e3:.1f} ms")  # fmt: skip
+
+
+def table_workers(sizes, objects, images: int, workers=(1, 2)) -> None:
+    import tempfile
+
+    import tifffile
+
+    from napari_segflow.core.io.png import write_png
+    from napari_segflow.core.prelabel.batch import (
+        PrelabelJob,
+        image_files,
+        make_tasks,
+        run_prelabel,
+    )
+    from napari_segflow.core.prelabel.workers import default_workers
+    from napari_segflow.core.taxonomy import load_preset
+
+    tax = load_preset("nuclei")
+    print(f"\n5. segflow prelabel over {images} image(s) per row, 1 thread per image, wall clock "
+          f"with start-up (load average {os.getloadavg()[0]:.1f}; default --workers here: "
+          f"{default_workers(images)})")  # fmt: skip
+    print(f"{'tile':>6} {'objects':>7} | {'run':<12} | {'s/image':>8} {'s/object':>8} "
+          f"{'vs serial':>9}")  # fmt: skip
+    for size in sizes:
+        img, inst = _nuclei(size)
+        for n in [None] if size <= 256 else objects:
+            coarse = _coarse(inst, n)
+            with tempfile.TemporaryDirectory() as tmp:
+                root = Path(tmp)
+                (root / "images").mkdir()
+                (root / "coarse").mkdir()
+                for k in range(images):
+                    tifffile.imwrite(root / "images" / f"tile{k}.tif", img)
+                    write_png(coarse, root / "coarse" / f"tile{k}.png", taxonomy=tax)
+                tasks, problems = make_tasks(
+                    image_files(root / "images"), coarse_dir=root / "coarse"
+                )
+                assert not problems, problems
+                base = None
+                for w in (0, *workers):
+                    job = PrelabelJob(out_dir=str(root / f"out{w}"), taxonomy=tax.to_dict())
+                    t0 = time.perf_counter()
+                    summary = run_prelabel(job, tasks, workers=w or None)
+                    dt = time.perf_counter() - t0
+                    assert len(summary.done) == images, summary.failed
+                    k = sum(summary.object_counts.values()) // images
+                    base = base or dt
+                    label = "serial" if w == 0 else f"--workers {w}"
+                    print(f"{size:>5}² {k:>7} | {label:<12} | {dt / images:8.1f} "
+                          f"{dt / (images * max(k, 1)):8.3f} {base / dt:8.2f}x")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--busy", action="store_true", help="a CPU-bound process runs alongside")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256])
     ap.add_argument("--objects", type=int, nargs="+", default=[30, 200])
-    ap.add_argument("--skip-models", action="store_true", help="only the pre-labelling table")
+    ap.add_argument("--skip-models", action="store_true", help="no runtime table (1)")
+    ap.add_argument("--skip-prelabel", action="store_true", help="no pre-labelling tables (2, 3)")
+    ap.add_argument("--skip-decoder", action="store_true", help="no decoder table (4)")
+    ap.add_argument("--batch", type=int, default=16, help="boxes per decoder call in table 4")
+    ap.add_argument("--workers-table", action="store_true", help="table 5: serial vs workers")
+    ap.add_argument("--images", type=int, default=2, help="images per row of table 5")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from napari_segflow.core.segment import load_model
@@ -174,7 +334,12 @@ def main() -> None:
     try:
         if not args.skip_models:
             table_models(models, args.repeat)
-        table_prelabel(models, args.sizes, args.objects)
+        if not args.skip_decoder:
+            table_decoder(models["onnx"], args.repeat, args.batch)
+        if not args.skip_prelabel:
+            table_prelabel(models, args.sizes, args.objects)
+        if args.workers_table:
+            table_workers(args.sizes, args.objects, args.images)
     finally:
         if busy is not None:
             busy.kill()

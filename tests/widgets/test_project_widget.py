@@ -93,6 +93,7 @@ def test_annotate_next_previous_resume_and_review(
     rows, cols = np.nonzero(tri == 1)
     prompt.set_class(1)
     prompt.set_box((rows.min(), cols.min(), rows.max(), cols.max()))
+    qtbot.waitUntil(lambda: not prompt.predicting, timeout=EMBED_TIMEOUT_MS)  # a worker thread
     proposal = prompt.proposal
     assert proposal is not None
     iou = np.logical_and(proposal, tri == 1).sum() / np.logical_or(proposal, tri == 1).sum()

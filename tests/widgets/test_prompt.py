@@ -86,6 +86,11 @@ def _iou(a, b):
     return np.logical_and(a, b).sum() / np.logical_or(a, b).sum()
 
 
+def _settle(qtbot, w):
+    """Wait until the proposals asked for so far are computed (in the widget's worker thread)."""
+    qtbot.waitUntil(lambda: not w.predicting, timeout=EMBED_TIMEOUT_MS)
+
+
 def _widget(viewer, qtbot, models, image, labels):
     w = PromptWidget(viewer, models=models)
     qtbot.addWidget(w)
@@ -105,6 +110,7 @@ def nuclei_setup(make_napari_viewer, qtbot, models, nuclei):
         new_labels_data(img.shape, tax), name="nuclei labels", **labels_layer_kwargs(tax)
     )
     w = _widget(viewer, qtbot, models, image, labels)
+    w.settle = lambda: _settle(qtbot, w)
     return viewer, w, labels, _largest_instance(inst)
 
 
@@ -113,6 +119,7 @@ def test_box_proposal_accept_undo_and_provenance(nuclei_setup):
     assert {POINTS_NAME, BOX_NAME, PREVIEW_NAME} <= {lay.name for lay in viewer.layers}
     w.set_class(1)
     w.set_box(_bbox(nucleus))
+    w.settle()
     proposal = w.proposal
     assert proposal is not None and proposal.any()
     assert _iou(proposal, nucleus) > 0.6  # the real model segments the real nucleus
@@ -163,12 +170,14 @@ def test_gated_class_refuses_and_offers_painting(nuclei_setup):
     labels.metadata = {**labels.metadata, **labels_layer_kwargs(tax)["metadata"]}
     assert "ai_assist" in w._gate.text()
     w.set_box(_bbox(nucleus))
+    w.settle()
     assert w.proposal is None
     assert w.accept() is None
     assert not labels.data.any()
     w.paint_manually()
     assert labels.mode == "paint" and labels.selected_label == 2
     w.set_class(1)  # an assisted class works again with the same box
+    w.settle()
     assert w.proposal is not None and w.proposal.any()
 
 
@@ -176,9 +185,11 @@ def test_clicks_refine_and_shift_click_is_negative(nuclei_setup):
     viewer, w, labels, nucleus = nuclei_setup
     w.set_class(1)
     w.set_box(_bbox(nucleus, margin=6))
+    w.settle()
     first = w.proposal.copy()
     # several candidates: C cycles them and the preview follows
     w._multimask.setChecked(True)
+    w.settle()
     assert len(w.candidates) == 3
     shown = w.session.candidate
     w.next_candidate()
@@ -186,6 +197,7 @@ def test_clicks_refine_and_shift_click_is_negative(nuclei_setup):
     preview = viewer.layers[PREVIEW_NAME]
     np.testing.assert_array_equal(preview.data == 1, w.candidates[w.session.candidate])
     w._multimask.setChecked(False)
+    w.settle()
 
     w.use_clicks()
     points = viewer.layers[POINTS_NAME]
@@ -199,6 +211,7 @@ def test_clicks_refine_and_shift_click_is_negative(nuclei_setup):
     pts, lab, _box = w.prompts()
     np.testing.assert_array_equal(pts, [inside, outside])
     assert lab.tolist() == [1, 0]
+    w.settle()
     assert w.proposal is not None  # re-predicted with the cached embedding and logits
     # the widget's keys are bound on its layers: N toggles polarity, X rejects
     from app_model.types import KeyBinding
@@ -208,6 +221,67 @@ def test_clicks_refine_and_shift_click_is_negative(nuclei_setup):
     assert w._negative.isChecked()
     points.keymap[KeyBinding.from_str("X")](points)
     assert w.proposal is None and len(points.data) == 0
+
+
+def test_predictions_run_off_the_gui_thread_and_a_burst_ends_with_the_last_clicks(
+    nuclei_setup, qtbot, monkeypatch
+):
+    import threading
+
+    viewer, w, labels, nucleus = nuclei_setup
+    model = w.session.model
+    calls = []  # (thread, number of clicks, mask_input, result) of every model call
+    real = model.predict
+
+    def recording(emb, **kw):
+        points = kw.get("points")
+        res = real(emb, **kw)
+        n = 0 if points is None else len(points)
+        calls.append((threading.get_ident(), n, kw.get("mask_input"), res))
+        return res
+
+    monkeypatch.setattr(model, "predict", recording)
+    # the model's own answer: two identical refined calls were seen to differ by a few pixels
+    # (the graph cut's k-means start draws from OpenCV's random state)
+    w._refine.setChecked(False)
+    w.settle()
+    w.set_class(1)
+    box = _bbox(nucleus, margin=6)
+    w.set_box(box)
+    assert w.predicting and w.proposal is None  # the GUI thread went on; the model runs
+    w.settle()
+    assert w.proposal is not None
+
+    # a burst of five clicks, faster than the model answers (no events run between them)
+    inside = np.argwhere(nucleus)
+    clicks = [tuple(inside[i]) for i in np.linspace(0, len(inside) - 1, 5).astype(int)]
+    for rc in clicks:
+        w.add_point(rc)
+    w.settle()
+    main = threading.get_ident()
+    assert calls and all(c[0] != main for c in calls)
+    # the first click's call ran, the next four waited as one: two calls, the last with all 5
+    assert [c[1] for c in calls] == [0, 1, 5]
+    pts, lab, last_box = w.prompts()
+    assert len(pts) == 5 and last_box == box
+    # it refined the answer shown before it (the one-click answer), as one click at a time does
+    previous = calls[1][3].logits
+    np.testing.assert_array_equal(calls[2][2], previous)
+    expected = real(
+        w.session.embedding, points=pts, point_labels=lab, box=box, mask_input=previous
+    )
+    np.testing.assert_array_equal(w.proposal, expected.mask)
+    np.testing.assert_array_equal(viewer.layers[PREVIEW_NAME].data == 1, expected.mask)
+
+    # accepting while a prediction runs writes what is shown; the late answer is dropped
+    w.add_point(clicks[0], positive=False)
+    assert w.predicting
+    on_show = w.proposal.copy()
+    index = w.accept()
+    assert index is not None
+    w.settle()
+    assert w.proposal is None and not viewer.layers[PREVIEW_NAME].data.any()
+    np.testing.assert_array_equal(labels.data == 1, on_show)
 
 
 def test_pending_regions_listed_confirmed_and_rejected(nuclei_setup):
@@ -258,6 +332,7 @@ def test_volume_current_slice_any_axis_order(make_napari_viewer, qtbot, models, 
     _drag(box_layer, (r0, c0, z), (r1, c1, z))  # a second box replaces the first
     assert len(box_layer.data) == 1
     assert w.prompts()[2] == (r0, c0, r1, c1)
+    _settle(qtbot, w)
     proposal = w.proposal
     assert proposal is not None and proposal.shape == organ.shape
     assert _iou(proposal, organ) > 0.5

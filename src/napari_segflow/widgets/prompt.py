@@ -95,6 +95,8 @@ class PromptWidget(QWidget):
         self._models: dict[str, object] = models if models is not None else {}
         self.session = PromptSession()
         self._worker = None
+        self._predict_worker = None  # the prediction being computed, at most one
+        self._predict_again = False  # prompts changed meanwhile: predict once it returns
         self._plane: Plane | None = None  # the plane the proposal on show belongs to
         self._tracked = None
         self.preview = None
@@ -221,12 +223,14 @@ class PromptWidget(QWidget):
         self._on_labels_changed(self._labels.value)
 
     def _stop_workers(self) -> list:
-        """The window closes: drop the embedding being computed and hand its worker back."""
+        """The window closes: drop the work being computed and hand its workers back."""
         self._embed_timer.stop()
-        worker = self._worker
-        if worker is not None:
-            worker.quit()  # its result is not delivered; the model call itself runs to its end
-        return [worker]
+        self._predict_again = False
+        workers = [self._worker, self._predict_worker]
+        for worker in workers:
+            if worker is not None:
+                worker.quit()  # its result is not delivered; the model call runs to its end
+        return workers
 
     # ------------------------------------------------------------------ choices
     def _image_choices(self, _widget=None):
@@ -345,8 +349,11 @@ class PromptWidget(QWidget):
             self.pending_layer.contour = 1  # pending pixels stand out from confirmed ones
             self.pending_layer.editable = False
         for layer in (self.pending_layer, self.preview, self.box, self.points):
-            layer.scale = labels.scale
-            layer.translate = labels.translate
+            # each assignment refreshes the layer (hundreds of ms per click): only on a change
+            if not np.array_equal(layer.scale, labels.scale):
+                layer.scale = labels.scale
+            if not np.array_equal(layer.translate, labels.translate):
+                layer.translate = labels.translate
             if layer not in self.viewer.layers:
                 self.viewer.layers.append(layer)
         self._color_preview()
@@ -362,6 +369,9 @@ class PromptWidget(QWidget):
         tax = get_taxonomy(self.labels_layer) if self.labels_layer is not None else None
         if tax is not None and self.class_id is not None and tax.has_id(self.class_id):
             rgba = tuple(v / 255 for v in tax.by_id(self.class_id).color) + (1.0,)
+        if getattr(self.preview, "_segflow_rgba", None) == rgba:
+            return  # a new colormap refreshes the layer: only when the colour changes
+        self.preview._segflow_rgba = rgba
         self.preview.colormap = DirectLabelColormap(
             color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: rgba}, background_value=0
         )
@@ -639,13 +649,23 @@ class PromptWidget(QWidget):
             )
         return None
 
-    def predict(self):
-        """Re-predict from the current prompts with the cached embedding; returns the result."""
+    def predict(self) -> None:
+        """Ask for a proposal from the current prompts; the model runs in a worker thread.
+
+        The GUI thread only gathers the prompts and later shows the answer. While one
+        prediction runs, further requests (a burst of clicks) wait as one: when it returns, its
+        answer is shown and a single prediction from the prompts as they are then follows, so
+        the last prompts always get their answer and no stale one is shown after it.
+        :attr:`predicting` tells whether one is on its way.
+        """
         plane = self._current_plane()
         if plane is None or not self.ready:
             return None
         if self._gate_reason() is not None:
             self._clear_proposal()
+            return None
+        if self._predict_worker is not None:
+            self._predict_again = True  # latest request wins: taken when the running one ends
             return None
         pts, lab, box = self.prompts(plane)
         model = self.session.model
@@ -654,19 +674,48 @@ class PromptWidget(QWidget):
             self._clear_proposal()
             self._status.setText(f"{model.name} needs a box: draw a rectangle first.")
             return None
-        if hasattr(model, "refine"):
-            model.refine = self._refine.isChecked()
-        try:
-            res = self.session.predict(pts, lab, box, multimask=self._multimask.isChecked())
-        except ValueError as exc:
-            show_warning(str(exc))
-            return None
-        if res is None:
+        refine = self._refine.isChecked() if hasattr(model, "refine") else None
+        request = self.session.request(
+            pts, lab, box, multimask=self._multimask.isChecked(), refine=refine
+        )
+        if request is None:
             self._clear_proposal()
             return None
+        worker = create_worker(request.run, _ignore_errors=True)  # errors: _on_predict_error
+        worker.returned.connect(lambda res, r=request, p=plane: self._on_predicted(r, p, res))
+        worker.errored.connect(self._on_predict_error)
+        worker.finished.connect(lambda w=worker: self._on_predict_done(w))
+        self._predict_worker = worker
+        worker.start()
+        return None
+
+    @property
+    def predicting(self) -> bool:
+        """Whether a prediction is being computed or waiting to be."""
+        return self._predict_worker is not None or self._predict_again
+
+    def _on_predicted(self, request, plane: Plane, result) -> None:
+        if not self.session.take(request, result):
+            return  # accepted, rejected or moved on meanwhile: a stale answer
         self._plane = plane
         self._show_proposal()
-        return res
+
+    def _on_predict_error(self, exc: Exception) -> None:
+        if isinstance(exc, ValueError):  # a prompt the model cannot use: say why
+            show_warning(str(exc))
+            return
+        logger.debug("prediction failed", exc_info=exc)
+        msg = model_error(self._model.value, exc)
+        show_warning(msg)
+        self._status.setText(msg)
+
+    def _on_predict_done(self, worker) -> None:
+        if self._predict_worker is not worker:
+            return
+        self._predict_worker = None
+        if self._predict_again:
+            self._predict_again = False
+            self.predict()
 
     @property
     def candidates(self) -> np.ndarray | None:

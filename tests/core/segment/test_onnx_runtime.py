@@ -114,3 +114,37 @@ def test_encoder_calls_are_counted_and_cached_embeddings_are_not(onnx_model):
     onnx_model.embed(img)
     onnx_model.embed(img)
     assert onnx_model.encoder_calls == n + 1
+
+
+def test_decoder_image_part_is_computed_once_per_embedding_and_never_served_stale(
+    shared_data, torch_model, onnx_model
+):
+    from napari_segflow.core.segment.onnx_runtime import image_part_path
+
+    ort = onnx_model._ort
+    assert image_part_path(ort.decoder_path).is_file()
+    (_, img_a, boxes_a), (_, img_b, boxes_b) = _cases(shared_data)
+    feats = []
+    for img in (img_a, img_b):
+        with using_threads(1):
+            feats.append(onnx_model.embed(img).features["image_embed"].numpy())
+    box = np.asarray([[20.0, 30.0, 120.0, 140.0]], np.float32)
+    first = ort.decode(feats[0], box, threads=1)
+    kept = ort._image_part
+    again = ort.decode(feats[0].copy(), box, threads=1)  # the same pixels: the part is reused
+    assert ort._image_part is kept
+    other = ort.decode(feats[1], box, threads=1)  # another image: computed for it
+    assert ort._image_part is not kept
+    back = ort.decode(feats[0], box, threads=1)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(first, back, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(first[0], other[0])
+    # the split graphs give the model's own decoder output (torch eager, whole decoder)
+    import torch
+
+    with torch.inference_mode():
+        low, iou = torch_model._decode_boxes(torch.from_numpy(feats[1]), box, True)
+    np.testing.assert_allclose(other[0][:, 1:], low.numpy(), atol=1e-3)
+    np.testing.assert_allclose(other[1][:, 1:], iou.numpy(), atol=1e-4)

@@ -11,6 +11,12 @@ all LiteMedSAM uses: clicks edit its box prediction in numpy (``medsam_lite.appl
 The decoder graph takes any number of boxes against one image embedding, so all the objects of an
 image decode in one call.
 
+The decoder is split in two graphs. The part of the mask decoder that depends on the image alone
+(the image tokens with the no-mask embedding, and the first block's three projections of them:
+about a quarter of a box decode) runs once per embedding and is kept for the next boxes and
+clicks on the same image; the box graph runs the rest from there. The arithmetic is the same as
+the model's, in the same order.
+
 Nothing here imports torch or onnxruntime at module level.
 """
 
@@ -26,12 +32,12 @@ import numpy as np
 
 from napari_segflow.core.atomic import atomic_path
 
-__all__ = ["OnnxLiteMedSAM", "onnx_available", "onnx_dir", "weights_hash"]
+__all__ = ["OnnxLiteMedSAM", "image_part_path", "onnx_available", "onnx_dir", "weights_hash"]
 
 log = logging.getLogger(__name__)
 
 #: Changes whenever the export below changes, so that old files are not reused.
-_RECIPE = "lite-medsam-onnx-v1-opset17"
+_RECIPE = "lite-medsam-onnx-v3-opset17"
 _OPSET = 17
 ONNX_ENV = "SEGFLOW_ONNX"
 
@@ -72,28 +78,145 @@ def weights_hash(net) -> str:
     return h.hexdigest()[:16]
 
 
-def _box_decoder(net):
+def _attend(att, q, k, v):
+    """``Attention.forward`` of segment-anything after its three input projections."""
+    import math
+
     import torch
 
-    class BoxDecoder(torch.nn.Module):
-        """Boxes (N, 4) in the 256 frame + one image embedding -> all four masks and scores."""
+    def heads(x):
+        b, n, c = x.shape
+        return x.reshape(b, n, att.num_heads, c // att.num_heads).transpose(1, 2)
 
-        def __init__(self, net) -> None:
+    q, k, v = heads(q), heads(k), heads(v)
+    attn = q @ k.permute(0, 1, 3, 2)
+    attn = torch.softmax(attn / math.sqrt(q.shape[-1]), dim=-1)
+    out = attn @ v
+    b, h, n, c = out.shape
+    return att.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+
+def _Upscaling(seq):  # noqa: N802 (builds a torch module class lazily)
+    """SAM's output upscaling (two 2x2 stride-2 transposed convolutions) as matrix products.
+
+    A transposed convolution whose kernel equals its stride maps every input pixel to its own
+    2x2 block of output pixels: one matrix product on channels-last pixels, with no overlap.
+    The layer norm over channels then normalises the last axis, which ONNX Runtime runs as one
+    fused node (the channels-first version was a dozen strided reductions and element-wise
+    nodes). Same arithmetic as the model's, summed in another order.
+    """
+    import torch
+
+    conv1, norm, act1, conv2, act2 = seq
+
+    class Upscaling(torch.nn.Module):
+        def __init__(self) -> None:
             super().__init__()
-            self.pe = net.prompt_encoder
-            self.dec = net.mask_decoder
+            with torch.no_grad():
+                for i, conv in ((1, conv1), (2, conv2)):
+                    cin, cout = conv.weight.shape[:2]
+                    # (in, out, ki, kj) -> (in, ki * kj * out): columns ordered (ki, kj, out)
+                    w = conv.weight.permute(0, 2, 3, 1).reshape(cin, 4 * cout).contiguous()
+                    self.register_buffer(f"w{i}", w)
+                    self.register_buffer(f"b{i}", conv.bias.repeat(4).contiguous())
+            self.norm, self.act1, self.act2 = norm, act1, act2
+            self.c1, self.c2 = int(conv1.weight.shape[1]), int(conv2.weight.shape[1])
 
-        def forward(self, image_embed, boxes):
-            sparse, dense = self.pe(points=None, boxes=boxes.reshape(-1, 1, 4), masks=None)
-            low, iou = self.dec.predict_masks(
-                image_embeddings=image_embed,
-                image_pe=self.pe.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
+        def forward(self, x):
+            """(N, H*W, C) pixels -> (N, 16*H*W, C/8) features, rows ordered (y, x, i, j, i2, j2)."""
+            import torch.nn.functional as F
+
+            n = x.shape[0]
+            x = (x @ self.w1 + self.b1).reshape(n, -1, self.c1)
+            x = F.layer_norm(x, (self.c1,), self.norm.weight, self.norm.bias, self.norm.eps)
+            x = self.act1(x)
+            x = self.act2(x @ self.w2 + self.b2)
+            return x.reshape(n, -1, self.c2)
+
+    return Upscaling()
+
+
+def _upscale_masks(up, keys, hyper, h: int, w: int):
+    """Masks (N, K, 4h, 4w) from the image tokens (N, h*w, C) and the K hypernetwork outputs."""
+    feats = up(keys)  # (N, 16*h*w, C/8)
+    n, k = hyper.shape[:2]
+    masks = feats @ hyper.transpose(1, 2)  # (N, 16*h*w, K)
+    # rows (y, x, i, j, i2, j2) -> image row 4y + 2i + i2, column 4x + 2j + j2
+    masks = masks.reshape(n, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6)
+    return masks.reshape(n, k, 4 * h, 4 * w)
+
+
+def _decoder_parts(net):
+    """The mask decoder as (image part, box part): the image part runs once per embedding."""
+    import torch
+
+    pe, dec = net.prompt_encoder, net.mask_decoder
+    block0 = dec.transformer.layers[0]
+
+    class ImagePart(torch.nn.Module):
+        """(1, 256, 64, 64) embedding -> image tokens and block 0's projections of them."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.no_mask = pe.no_mask_embed
+            self.t2i = block0.cross_attn_token_to_image
+            self.i2t = block0.cross_attn_image_to_token
+            with torch.no_grad():
+                self.register_buffer("key_pe", pe.get_dense_pe().flatten(2).permute(0, 2, 1))
+
+        def forward(self, image_embed):
+            src = image_embed + self.no_mask.weight.reshape(1, -1, 1, 1)  # no mask prompt
+            keys = src.flatten(2).permute(0, 2, 1)
+            k = keys + self.key_pe
+            return keys, self.t2i.k_proj(k), self.t2i.v_proj(keys), self.i2t.q_proj(k)
+
+    class BoxPart(torch.nn.Module):
+        """Boxes (N, 4) in the 256 frame + the image part -> all four masks and scores."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pe, self.dec = pe, dec
+            self.up = _Upscaling(dec.output_upscaling)
+            with torch.no_grad():
+                self.register_buffer("key_pe", pe.get_dense_pe().flatten(2).permute(0, 2, 1))
+
+        def forward(self, keys, t2i_k, t2i_v, i2t_q, boxes):
+            sparse, _ = self.pe(points=None, boxes=boxes.reshape(-1, 1, 4), masks=None)
+            d = self.dec
+            out = torch.cat([d.iou_token.weight, d.mask_tokens.weight], dim=0)
+            tokens = torch.cat((out.unsqueeze(0).expand(sparse.size(0), -1, -1), sparse), dim=1)
+            # block 0 of the two-way transformer (no positional encoding in its self-attention)
+            b0 = d.transformer.layers[0]
+            queries = b0.norm1(b0.self_attn(q=tokens, k=tokens, v=tokens))
+            t2i = b0.cross_attn_token_to_image
+            queries = b0.norm2(queries + _attend(t2i, t2i.q_proj(queries + tokens), t2i_k, t2i_v))
+            queries = b0.norm3(queries + b0.mlp(queries))
+            i2t = b0.cross_attn_image_to_token
+            q = queries + tokens
+            keys = b0.norm4(keys + _attend(i2t, i2t_q, i2t.k_proj(q), i2t.v_proj(queries)))
+            # the other blocks and the final attention, as the model runs them
+            for block in d.transformer.layers[1:]:
+                queries, keys = block(
+                    queries=queries, keys=keys, query_pe=tokens, key_pe=self.key_pe
+                )
+            t = d.transformer
+            attn = t.final_attn_token_to_image(q=queries + tokens, k=keys + self.key_pe, v=keys)
+            hs = t.norm_final_attn(queries + attn)
+            # upscaling and the hypernetworks of MaskDecoder.predict_masks, channels last
+            hyper = torch.stack(
+                [mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(d.output_hypernetworks_mlps)], dim=1
             )
-            return low, iou
+            h, w = self.pe.image_embedding_size
+            masks = _upscale_masks(self.up, keys, hyper, h, w)
+            return masks, d.iou_prediction_head(hs[:, 0, :])
 
-    return BoxDecoder(net).eval()
+    return ImagePart().eval(), BoxPart().eval()
+
+
+def image_part_path(decoder: str | os.PathLike[str]) -> Path:
+    """The file of the decoder's image part, beside the box decoder file from :func:`build_onnx`."""
+    p = Path(decoder)
+    return p.with_name(p.name.replace("box-decoder", "decoder-image-part"))
 
 
 def _export(module, args, path: Path, *, inputs, outputs, dynamic) -> None:
@@ -142,7 +265,8 @@ def build_onnx(net, *, folder: str | os.PathLike[str] | None = None) -> tuple[Pa
     tag = weights_hash(net)
     enc = folder / f"medsam-lite-encoder-{tag}.onnx"
     dec = folder / f"medsam-lite-box-decoder-{tag}.onnx"
-    if enc.is_file() and dec.is_file():
+    img = image_part_path(dec)
+    if enc.is_file() and dec.is_file() and img.is_file():
         return enc, dec
     cpu = copy.deepcopy(net).to("cpu").eval()
     log.info("building the ONNX files of medsam-lite in %s (once)", folder)
@@ -155,37 +279,54 @@ def build_onnx(net, *, folder: str | os.PathLike[str] | None = None) -> tuple[Pa
             outputs=["image_embed"],
             dynamic=None,
         )
-    if not dec.is_file():
+    image_part, box_part = _decoder_parts(cpu)
+    if not img.is_file():
         _export(
-            _box_decoder(cpu),
-            (
-                torch.zeros(1, 256, 64, 64),
-                torch.tensor([[10.0, 20.0, 200.0, 120.0], [30.0, 40.0, 90.0, 100.0]]),
-            ),
+            image_part,
+            (torch.zeros(1, 256, 64, 64),),
+            img,
+            inputs=["image_embed"],
+            outputs=list(_IMAGE_PART),
+            dynamic=None,
+        )
+    if not dec.is_file():
+        with torch.no_grad():
+            parts = image_part(torch.zeros(1, 256, 64, 64))
+        boxes = torch.tensor([[10.0, 20.0, 200.0, 120.0], [30.0, 40.0, 90.0, 100.0]])
+        _export(
+            box_part,
+            (*parts, boxes),
             dec,
-            inputs=["image_embed", "boxes"],
+            inputs=[*_IMAGE_PART, "boxes"],
             outputs=["low_res_masks", "iou_predictions"],
             dynamic={"boxes": {0: "n"}, "low_res_masks": {0: "n"}, "iou_predictions": {0: "n"}},
         )
     return enc, dec
 
 
+#: outputs of the decoder's image part, inputs of the box graph
+_IMAGE_PART = ("keys", "t2i_k", "t2i_v", "i2t_q")
+
+
 class OnnxLiteMedSAM:
-    """ONNX Runtime sessions for LiteMedSAM's encoder and box decoder, one pair per thread count.
+    """ONNX Runtime sessions for LiteMedSAM's encoder and box decoder, one set per thread count.
 
     Parameters
     ----------
     encoder, decoder : path-like
-        Files from :func:`build_onnx`.
+        Files from :func:`build_onnx` (the decoder's image part lies beside the decoder).
     """
 
     def __init__(self, encoder: str | os.PathLike[str], decoder: str | os.PathLike[str]) -> None:
         self.encoder_path = str(encoder)
         self.decoder_path = str(decoder)
+        self.image_part_path = str(image_part_path(decoder))
         self._sessions: dict[int, tuple] = {}
         self._lock = threading.Lock()
+        # the image part of the last embedding decoded: (a copy of the embedding, its outputs)
+        self._image_part: tuple[np.ndarray, dict] | None = None
 
-    def _pair(self, threads: int):
+    def _sessions_for(self, threads: int):
         with self._lock:
             if threads not in self._sessions:
                 import onnxruntime as ort
@@ -194,18 +335,32 @@ class OnnxLiteMedSAM:
                 so.intra_op_num_threads = int(threads)
                 so.inter_op_num_threads = 1
                 so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 so.log_severity_level = 3
                 prov = ["CPUExecutionProvider"]
-                self._sessions[threads] = (
-                    ort.InferenceSession(self.encoder_path, so, providers=prov),
-                    ort.InferenceSession(self.decoder_path, so, providers=prov),
+                self._sessions[threads] = tuple(
+                    ort.InferenceSession(path, so, providers=prov)
+                    for path in (self.encoder_path, self.image_part_path, self.decoder_path)
                 )
             return self._sessions[threads]
 
     def encode(self, x: np.ndarray, *, threads: int) -> np.ndarray:
         """(1, 3, 256, 256) float32 in 0..1 -> (1, 256, 64, 64) image embedding."""
-        enc, _ = self._pair(threads)
+        enc, _, _ = self._sessions_for(threads)
         return enc.run(None, {"image": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def image_part(self, image_embed: np.ndarray, *, threads: int) -> dict:
+        """The decoder's inputs that depend on the image alone, computed once per embedding."""
+        emb = np.ascontiguousarray(image_embed, dtype=np.float32)
+        with self._lock:
+            kept = self._image_part
+        if kept is not None and kept[0].shape == emb.shape and np.array_equal(kept[0], emb):
+            return kept[1]
+        _, part, _ = self._sessions_for(threads)
+        outs = dict(zip(_IMAGE_PART, part.run(None, {"image_embed": emb}), strict=True))
+        with self._lock:
+            self._image_part = (emb.copy(), outs)
+        return outs
 
     def decode(
         self, image_embed: np.ndarray, boxes: np.ndarray, *, threads: int
@@ -214,12 +369,8 @@ class OnnxLiteMedSAM:
 
         Index 0 is the single-mask output, 1..3 the multimask candidates (as in SAM).
         """
-        _, dec = self._pair(threads)
-        low, iou = dec.run(
-            None,
-            {
-                "image_embed": np.ascontiguousarray(image_embed, dtype=np.float32),
-                "boxes": np.ascontiguousarray(np.reshape(boxes, (-1, 4)), dtype=np.float32),
-            },
-        )
+        feeds = dict(self.image_part(image_embed, threads=threads))
+        feeds["boxes"] = np.ascontiguousarray(np.reshape(boxes, (-1, 4)), dtype=np.float32)
+        _, _, dec = self._sessions_for(threads)
+        low, iou = dec.run(None, feeds)
         return low, iou

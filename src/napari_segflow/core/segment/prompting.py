@@ -9,11 +9,47 @@ the model's candidate masks for cycling. The prompt widget drives it; scripts an
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PromptSession"]
+__all__ = ["PredictionRequest", "PromptSession"]
+
+
+@dataclass(frozen=True, eq=False)
+class PredictionRequest:
+    """One prediction asked of a :class:`PromptSession`, with everything the model call needs.
+
+    Made by :meth:`PromptSession.request` (on the GUI thread), computed by :meth:`run` (in any
+    thread: it reads the request and the model, never the session) and handed back with
+    :meth:`PromptSession.take`, which keeps the result only while the request is current.
+    """
+
+    seq: int
+    key: Hashable
+    generation: int
+    model: Any
+    embedding: Any
+    points: np.ndarray | None
+    point_labels: np.ndarray | None
+    box: tuple | None
+    mask_input: np.ndarray | None
+    multimask: bool
+    refine: bool | None = None
+
+    def run(self):
+        """Call the model: the :class:`SegmentationResult` for these prompts."""
+        if self.refine is not None and hasattr(self.model, "refine"):
+            self.model.refine = bool(self.refine)
+        return self.model.predict(
+            self.embedding,
+            points=self.points,
+            point_labels=self.point_labels,
+            box=self.box,
+            mask_input=self.mask_input,
+            multimask=self.multimask,
+        )
 
 
 class PromptSession:
@@ -46,6 +82,9 @@ class PromptSession:
         self.result = None
         self.candidate = 0
         self.box: tuple | None = None
+        self._seq = 0  # requests made
+        self._taken = 0  # the latest request whose result was kept
+        self._generation = 0  # bumped by clear(): results asked for before are stale
 
     # ------------------------------------------------------------------ embedding
     def ready_for(self, key: Hashable) -> bool:
@@ -87,12 +126,33 @@ class PromptSession:
         *,
         multimask: bool = False,
     ):
-        """Predict from prompts in ``(row, col)`` of the embedded image.
+        """Predict from prompts in ``(row, col)`` of the embedded image, here and now.
 
         The previous answer's logits go back to the model as ``mask_input`` unless a new box
         was drawn: clicks with the same box, or clicks alone, refine the previous answer; a new
         box starts afresh.
-        Returns the model's result, or None without prompts.
+        Returns the model's result, or None without prompts. The same as :meth:`request`,
+        ``run`` and :meth:`take` in a row (the GUI runs the middle step in a worker thread).
+        """
+        req = self.request(points, point_labels, box, multimask=multimask)
+        if req is None:
+            return None
+        res = req.run()
+        self.take(req, res)
+        return res
+
+    def request(
+        self,
+        points: Sequence[Sequence[float]] | np.ndarray | None,
+        point_labels: Sequence[int] | np.ndarray | None,
+        box: tuple | None,
+        *,
+        multimask: bool = False,
+        refine: bool | None = None,
+    ) -> PredictionRequest | None:
+        """Take a snapshot of a prediction to compute, or None (and clear) without prompts.
+
+        ``refine`` sets the model's ``refine`` before its call when given.
         """
         if self.embedding is None:
             raise ValueError("no embedding yet: wait until the image is embedded")
@@ -105,17 +165,49 @@ class PromptSession:
         mask_input = None
         if self.result is not None and (box is None or box == self.box):
             mask_input = self.result.logits
-        res = self.model.predict(
-            self.embedding,
+        self._seq += 1
+        return PredictionRequest(
+            seq=self._seq,
+            key=self.key,
+            generation=self._generation,
+            model=self.model,
+            embedding=self.embedding,
             points=pts,
             point_labels=labels,
             box=box,
             mask_input=mask_input,
-            multimask=multimask,
+            multimask=bool(multimask),
+            refine=refine,
         )
-        self.result, self.box = res, box
-        self.candidate = int(getattr(res, "index", 0))
-        return res
+
+    def take(self, request: PredictionRequest, result) -> bool:
+        """Keep ``result`` of ``request`` as the current answer, unless it is stale.
+
+        Stale: the image changed, or the answer was cleared (accept, reject, no prompts) since
+        the request was made, or a later request's result was taken already.
+
+        Examples
+        --------
+        >>> s = PromptSession(model=None)
+        >>> s.key, s.embedding = "slice 0", object()
+        >>> first = s.request([[4, 5]], [1], None)
+        >>> second = s.request([[4, 5], [6, 7]], [1, 1], None)
+        >>> answer_1, answer_2 = object(), object()
+        >>> s.take(second, answer_2), s.take(first, answer_1)  # the first came back late
+        (True, False)
+        >>> s.result is answer_2
+        True
+        """
+        if (
+            request.key != self.key
+            or request.generation != self._generation
+            or request.seq <= self._taken
+        ):
+            return False
+        self._taken = request.seq
+        self.result, self.box = result, request.box
+        self.candidate = int(getattr(result, "index", 0))
+        return True
 
     @property
     def candidates(self) -> np.ndarray | None:
@@ -151,3 +243,4 @@ class PromptSession:
         self.result = None
         self.candidate = 0
         self.box = None
+        self._generation += 1
