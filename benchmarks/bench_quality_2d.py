@@ -297,7 +297,7 @@ def main(argv=None):
         "mr": lambda: mr(args.data, 3 if full else 1),
     }
     out = {}
-    for name in args.sets.split(","):
+    for name in [n for n in args.sets.split(",") if n and n != "none"]:
         run_set(name, sets[name](), model, out, before=args.before, zoom=args.zoom)
     if not args.no_latency:
         latency(model, args.data, 3 if full else 1, before=args.before)

@@ -304,28 +304,45 @@ def apply_clicks(
     """
     from scipy import ndimage as ndi
 
-    out = np.array(mask, dtype=bool, copy=True)
-    h, w = out.shape
+    full = np.array(mask, dtype=bool, copy=True)
+    h, w = full.shape
     x0, y0, x1, y1 = (int(round(float(v))) for v in box_xyxy)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
+    rr, cc = np.nonzero(full)
+    # an empty mask reaches as far as its box would (the whole box as the object)
+    box_area = np.ones(((y1 - y0 + 1) * (x1 - x0 + 1) if x1 >= x0 and y1 >= y0 else 0,), bool)
+    reach = edit_reach(full if rr.size else box_area, box_xyxy)
+    pts = [
+        (min(max(int(round(float(y))), 0), h - 1), min(max(int(round(float(x))), 0), w - 1))
+        for x, y in points_xy
+    ]
+    # every edit stays inside the mask, the box and the clicks' reach: work on that window only
+    # (the same answer as on the whole image, a fraction of the time at 1024 px)
+    rows = [y0, y1, *(r for r, _ in pts)] + ([rr.min(), rr.max()] if rr.size else [])
+    cols = [x0, x1, *(c for _, c in pts)] + ([cc.min(), cc.max()] if cc.size else [])
+    pad = int(np.ceil(reach)) + 1
+    wr0, wr1 = max(min(rows) - pad, 0), min(max(rows) + pad + 1, h)
+    wc0, wc1 = max(min(cols) - pad, 0), min(max(cols) + pad + 1, w)
+    out, lg = full[wr0:wr1, wc0:wc1], logits[wr0:wr1, wc0:wc1]
     in_box = np.zeros_like(out)
-    in_box[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1] = True
-    reach = edit_reach(out if out.any() else in_box, box_xyxy)
-    yy, xx = np.ogrid[0:h, 0:w]
-    for (x, y), label in zip(points_xy, labels, strict=True):
-        r, c = min(int(round(float(y))), h - 1), min(int(round(float(x))), w - 1)
-        t = logits[r, c]
+    in_box[y0 - wr0 : y1 - wr0 + 1, x0 - wc0 : x1 - wc0 + 1] = True
+    yy, xx = np.ogrid[0 : wr1 - wr0, 0 : wc1 - wc0]
+    for (r, c), label in zip(pts, labels, strict=True):
+        r, c = r - wr0, c - wc0
+        t = lg[r, c]
         near = (yy - r) ** 2 + (xx - c) ** 2 <= reach**2
         if label == 1 and not out[r, c]:
-            region = (logits >= t) & ((in_box | out) if in_box[r, c] else near)
+            region = (lg >= t) & ((in_box | out) if in_box[r, c] else near)
             region[r, c] = True
         elif label == 0 and out[r, c]:
-            region = out & (logits <= t) & near
+            region = out & (lg <= t) & near
         else:
             continue
         lab, _ = ndi.label(region)
         grown = lab == lab[r, c]
         out = out | grown if label == 1 else out & ~grown
-    return out
+    full[wr0:wr1, wc0:wc1] = out
+    return full
 
 
 #: refinement settings for a box alone

@@ -260,6 +260,9 @@ def refine_mask(
     bgd_model = np.zeros((1, 65), np.float64)
     fgd_model = np.zeros((1, 65), np.float64)
     init = gc.copy()
+    # GrabCut seeds its colour models with k-means from OpenCV's global random state: fix it,
+    # so the same prompts give the same mask (otherwise the answer depends on earlier calls)
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(small, gc, None, bgd_model, fgd_model, opts.iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
