@@ -207,8 +207,8 @@ def test_pets_clicks_without_a_box(medsam, pets, pet_embeddings):
                 assert pred.any()  # a first click with no box gives a mask
                 first.append(_iou(pred, gt, valid))
         fifth.append(_iou(pred, gt, valid))
-    # measured on these 6: one click 0.610, five clicks 0.843
-    assert np.mean(first) >= 0.55, first
+    # measured on these 6: one click 0.698, five clicks 0.832 (first-click rule before: 0.610)
+    assert np.mean(first) >= 0.63, first
     assert np.mean(fifth) >= 0.78, fifth
     assert np.mean(fifth) > np.mean(first)
 
