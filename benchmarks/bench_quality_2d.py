@@ -279,6 +279,7 @@ def main(argv=None):
         action="store_true",
         help="also a row 'zoomed': the default with small boxes decoded on a zoomed crop",
     )
+    ap.add_argument("--repeats", type=int, default=None, help="latency repeats (1, --full 3)")
     ap.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     args = ap.parse_args(argv)
     import cv2
@@ -300,7 +301,7 @@ def main(argv=None):
     for name in [n for n in args.sets.split(",") if n and n != "none"]:
         run_set(name, sets[name](), model, out, before=args.before, zoom=args.zoom)
     if not args.no_latency:
-        latency(model, args.data, 3 if full else 1, before=args.before)
+        latency(model, args.data, args.repeats or (3 if full else 1), before=args.before)
 
 
 if __name__ == "__main__":
