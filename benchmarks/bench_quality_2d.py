@@ -5,7 +5,11 @@ For each set, side by side in one run, mean IoU of:
 - ``model``: LiteMedSAM with ``refine=False`` (its box mask; clicks edit it by its logits);
 - ``graphcut``: OpenCV GrabCut alone from the same box (clicks as hard constraints; a first
   click alone gets a box of 30 % of the image's longest side around it), same working size;
-- ``default``: LiteMedSAM with the refinement of core/segment/refine.py (what users get).
+- ``default``: LiteMedSAM with the refinement of core/segment/refine.py (what users get);
+- ``before`` (``--before``): the default with the first-click rule it had before
+  (``BEFORE_FIRST_CLICK``), for a before/after in one run;
+- ``zoomed`` (``--zoom``): the default with small boxes decoded on a re-embedded zoomed crop
+  (core/segment/zoom.py).
 
 Box: the object's box. Clicks: no box; the first click at the point farthest inside the object,
 each next one at the point farthest inside the larger error region (positive on a miss,
@@ -14,12 +18,14 @@ Sets: pets (natural photographs, trimap band ignored), nuclei, SpaceNet building
 Then the per-click latency at 1024x1024 (median of several clicks; the machine may be busy).
 
     python benchmarks/bench_quality_2d.py [--data ../shared/data] [--full] [--threads 1]
+        [--sets pets,nuclei,buildings,mr] [--split all|tune|report] [--pets N] [--before]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import os
 import statistics
 import time
@@ -28,9 +34,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_segflow.core.segment import load_model
+from napari_segflow.core.segment import clicks, load_model
 from napari_segflow.core.segment.prompting import PromptSession
-from napari_segflow.core.segment.refine import refine_mask
+from napari_segflow.core.segment.refine import RefineOptions, refine_mask
+from napari_segflow.core.segment.zoom import ZoomOptions
 
 CLICKS = (1, 3, 5)
 
@@ -54,10 +61,12 @@ def _box(mask):
 
 
 # ----------------------------------------------------------------------------- data
-def pets(root: Path, n: int):
+def pets(root: Path, n: int, split: str = "all"):
     from PIL import Image
 
-    rows = list(csv.DictReader(open(root / "manifest.csv")))[:n]
+    rows = list(csv.DictReader(open(root / "manifest.csv")))
+    # tune on the even rows of the manifest, report on the odd ones (both species in each half)
+    rows = rows[{"all": 0, "tune": 0, "report": 1}[split] :: 1 if split == "all" else 2][:n]
     for row in rows:
         img = np.asarray(Image.open(root / "images" / f"{row['stem']}.jpg").convert("RGB"))
         tri = np.asarray(Image.open(root / "trimaps" / f"{row['stem']}.png"))
@@ -126,16 +135,45 @@ def _graphcut_clicks(rgb, pts, labs):
     return refine_mask(rgb, prior, box=box, points=xy, point_labels=labs, band=1e6)
 
 
-def run_set(name, items, model, out):
+def _settings(meth):
+    """First-click rule and refinement settings of a row (``before``: those the default had)."""
+    if meth == "before":
+        return BEFORE_FIRST_CLICK, BEFORE_BOX_REFINE, BEFORE_CLICK_REFINE
+    return clicks.FirstClickRule(), RefineOptions(), CLICK_REFINE
+
+
+def _use(meth):
+    clicks.FIRST_CLICK, clicks.BOX_REFINE, clicks.CLICK_REFINE = _settings(meth)
+
+
+#: the first-click rule and cut settings before this benchmark's last change
+BEFORE_FIRST_CLICK = clicks.FirstClickRule(
+    fractions=(0.06, 0.15, 0.3, 0.5, 0.75), edge_penalty=0.5, outline_weight=0.0
+)
+CLICK_REFINE = clicks.CLICK_REFINE
+BEFORE_BOX_REFINE = RefineOptions(work_size=200, iterations=2)
+BEFORE_CLICK_REFINE = dataclasses.replace(CLICK_REFINE, work_size=200, iterations=2)
+
+
+def run_set(name, items, model, out, *, before=False, zoom=False):
     from napari_segflow.core.segment._base import image_of
 
-    scores = {m: {k: [] for k in ("box", *CLICKS)} for m in ("model", "graphcut", "default")}
+    methods = (
+        "model",
+        "graphcut",
+        "default",
+        *(("before",) if before else ()),
+        *(("zoomed",) if zoom else ()),
+    )
+    scores = {m: {k: [] for k in ("box", *CLICKS)} for m in methods}
     for image, cases in items:
         emb = model.embed(image)
         rgb = image_of(emb)
         for gt, valid, box in cases:
-            for meth in ("model", "default"):
-                model.refine = meth == "default"
+            for meth in [m for m in methods if m != "graphcut"]:
+                model.refine = meth != "model"
+                model.zoom = ZoomOptions() if meth == "zoomed" else None
+                _use(meth)
                 res = model.predict(emb, box=box)
                 scores[meth]["box"].append(_iou(res.mask, gt, valid))
                 s = PromptSession(model)
@@ -158,7 +196,8 @@ def run_set(name, items, model, out):
                 pred = _graphcut_clicks(rgb, pts, labs)
                 if k in CLICKS:
                     scores["graphcut"][k].append(_iou(pred, gt, valid))
-    model.refine = True
+    model.refine, model.zoom = True, None
+    _use("default")
     n = len(scores["model"]["box"])
     print(f"\n{name} ({n} objects): mean IoU")
     print(
@@ -172,7 +211,7 @@ def run_set(name, items, model, out):
     return scores
 
 
-def latency(model, root: Path, repeats: int):
+def latency(model, root: Path, repeats: int, *, before=False):
     import cv2
     from PIL import Image
 
@@ -182,8 +221,9 @@ def latency(model, root: Path, repeats: int):
     clicks = [[400, 500], [300, 500], [700, 400], [520, 560], [150, 150]]
     labs = [1, 1, 1, 0, 0]
     print("\nper-call latency at 1024x1024 (box, then clicks replayed as the widget does):")
-    for meth in ("model", "default"):
-        model.refine = meth == "default"
+    for meth in ("model", "default", *(("before",) if before else ())):
+        model.refine = meth != "model"
+        _use(meth)
         box_t, first_t, later_t = [], [], []
         for _ in range(repeats):
             t = time.perf_counter()
@@ -202,6 +242,7 @@ def latency(model, root: Path, repeats: int):
             f"later clicks {med[2]:6.0f} ms (medians)"
         )
     model.refine = True
+    _use("default")
     print(f"  load average: {os.getloadavg()[0]:.2f} (2 cores)")
 
 
@@ -221,6 +262,25 @@ def main(argv=None):
     ap.add_argument("--full", action="store_true", help="all 40 pets, 63 nuclei, 3 MR slices")
     ap.add_argument("--sets", default="pets,nuclei,buildings,mr")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--split",
+        choices=("all", "tune", "report"),
+        default="all",
+        help="pets: all rows, the even rows (tuning half) or the odd rows (report half)",
+    )
+    ap.add_argument("--pets", type=int, default=None, help="how many pets (default 12, --full 40)")
+    ap.add_argument(
+        "--before",
+        action="store_true",
+        help="also a row 'before': the default with the first-click rule it had before",
+    )
+    ap.add_argument(
+        "--zoom",
+        action="store_true",
+        help="also a row 'zoomed': the default with small boxes decoded on a zoomed crop",
+    )
+    ap.add_argument("--repeats", type=int, default=None, help="latency repeats (1, --full 3)")
+    ap.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     args = ap.parse_args(argv)
     import cv2
     import torch
@@ -230,15 +290,18 @@ def main(argv=None):
     model = load_model("medsam-lite", device="cpu")
     full = args.full
     sets = {
-        "pets": lambda: pets(args.data / "pets_oxford", 40 if full else 12),
+        "pets": lambda: pets(
+            args.data / "pets_oxford", args.pets or (40 if full else 12), args.split
+        ),
         "nuclei": lambda: nuclei(args.data, 63 if full else 16),
         "buildings": lambda: buildings(args.data, 44 if full else 12),
         "mr": lambda: mr(args.data, 3 if full else 1),
     }
     out = {}
-    for name in args.sets.split(","):
-        run_set(name, sets[name](), model, out)
-    latency(model, args.data, 3 if full else 1)
+    for name in [n for n in args.sets.split(",") if n and n != "none"]:
+        run_set(name, sets[name](), model, out, before=args.before, zoom=args.zoom)
+    if not args.no_latency:
+        latency(model, args.data, args.repeats or (3 if full else 1), before=args.before)
 
 
 if __name__ == "__main__":

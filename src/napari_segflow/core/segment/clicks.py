@@ -10,6 +10,7 @@ where they land (:func:`apply_clicks`, or the graph cut of
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,16 +18,81 @@ from napari_segflow.core.segment.refine import RefineOptions, choose, refine_mas
 
 __all__ = [
     "CLICK_BOX_FRACTIONS",
+    "FIRST_CLICK",
+    "FirstClickRule",
     "apply_clicks",
     "box_for_click",
+    "edge_strength",
     "edit_reach",
     "finish_mask",
+    "keep_local",
     "merge_regrown",
+    "outline_strength",
     "regrow_box",
 ]
 
-#: sides of the boxes tried around a first click, as fractions of the image's longest side
-CLICK_BOX_FRACTIONS = (0.06, 0.15, 0.3, 0.5, 0.75)
+
+@dataclass(frozen=True)
+class FirstClickRule:
+    """How :func:`box_for_click` picks among the boxes tried around a lone first click.
+
+    Attributes
+    ----------
+    fractions : tuple of float
+        Sides of the boxes tried, as fractions of the image's longest side.
+    edge_penalty : float
+        Weight of the share of the box's edge the candidate mask fills (a piece of something
+        larger fills its box to the edges).
+    outline_weight : float
+        Weight of the picture's edge strength along the candidate's outline
+        (:func:`outline_strength`); 0 ignores the picture.
+    """
+
+    fractions: tuple[float, ...] = (0.06, 0.15, 0.3, 0.5, 0.75, 1.0)
+    edge_penalty: float = 0.25
+    outline_weight: float = 0.05
+
+
+#: the rule in use: tuned on 20 of the 40 pets photographs, checked on the other 20 and on
+#: nuclei, buildings and MR (docs/segmentation.md); the rule before it was
+#: ``FirstClickRule((0.06, 0.15, 0.3, 0.5, 0.75), 0.5, 0.0)``
+FIRST_CLICK = FirstClickRule()
+#: sides of the boxes tried around a first click (those of :data:`FIRST_CLICK`)
+CLICK_BOX_FRACTIONS = FIRST_CLICK.fractions
+
+
+def edge_strength(image: np.ndarray) -> np.ndarray:
+    """Gradient magnitude of a picture's grey level, divided by its mean (1: average edge).
+
+    Examples
+    --------
+    >>> img = np.zeros((8, 8), np.uint8); img[:, 4:] = 200
+    >>> g = edge_strength(img)
+    >>> bool(g[:, 3:5].min() > 1.0), float(g[:, 0].max())
+    (True, 0.0)
+    """
+    import cv2
+
+    img = np.asarray(image)
+    grey = img.astype(np.float32) if img.ndim == 2 else img[..., :3].astype(np.float32).mean(-1)
+    g = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    return g / max(float(g.mean()), 1e-6)
+
+
+def outline_strength(mask: np.ndarray, strength: np.ndarray) -> float:
+    """Mean of ``strength`` (:func:`edge_strength`) on a mask's one-pixel outline; 0 if empty."""
+    from scipy import ndimage as ndi
+
+    rr, cc = np.nonzero(mask)
+    if rr.size == 0:
+        return 0.0
+    sl = (
+        slice(max(rr.min() - 1, 0), rr.max() + 2),
+        slice(max(cc.min() - 1, 0), cc.max() + 2),
+    )
+    m = mask[sl]
+    rim = m & ~ndi.binary_erosion(m, border_value=0)
+    return float(strength[sl][rim].mean())
 
 
 def edit_reach(mask: np.ndarray, box_xyxy) -> float:
@@ -42,9 +108,17 @@ def box_for_click(
     point_xy,
     image_shape: tuple[int, int],
     *,
-    fractions=CLICK_BOX_FRACTIONS,
+    fractions=None,
+    image: np.ndarray | None = None,
+    rule: FirstClickRule | None = None,
 ) -> np.ndarray:
     """Pick a box for a positive click given alone.
+
+    Each tried box gives a candidate mask; among those holding the click the one with the best
+    ``score - 0.25 * (share of the box's edge it fills) + 0.05 * (image-edge strength along its
+    outline)`` wins (weights of :data:`FIRST_CLICK`): the model's own estimate, less a sign that
+    the mask is a piece of something larger, plus a sign that its outline follows the picture's
+    edges (without ``image``, no outline term). Its box is then shrunk to that mask's extent.
 
     Parameters
     ----------
@@ -53,8 +127,12 @@ def box_for_click(
     point_xy : (x, y)
         The click.
     image_shape : (rows, cols)
-    fractions : sequence of float
-        Box sides tried, as fractions of the image's longest side.
+    fractions : sequence of float, optional
+        Box sides tried, as fractions of the image's longest side (default: the rule's).
+    image : (H, W) or (H, W, C) array, optional
+        The picture: the outline of each candidate is scored by its edges.
+    rule : FirstClickRule, optional
+        Default: the module's :data:`FIRST_CLICK` at call time.
 
     Returns
     -------
@@ -65,6 +143,9 @@ def box_for_click(
     h, w = image_shape
     x, y = float(point_xy[0]), float(point_xy[1])
     r, c = min(int(round(y)), h - 1), min(int(round(x)), w - 1)
+    rule = rule or FIRST_CLICK
+    fractions = rule.fractions if fractions is None else fractions
+    strength = None if image is None or rule.outline_weight == 0 else edge_strength(image)
     best, best_key = None, None
     for f in fractions:
         half = 0.5 * f * max(h, w)
@@ -84,7 +165,10 @@ def box_for_click(
                 mask[int(box[1]) : int(box[3]) + 1, int(box[2])],
             ]
         ).mean()
-        key = (holds, float(score) - 0.5 * float(edge))
+        value = float(score) - rule.edge_penalty * float(edge)
+        if strength is not None and holds:
+            value += rule.outline_weight * outline_strength(mask, strength)
+        key = (holds, value)
         if best_key is None or key > best_key:
             best_key, best = key, (box, mask)
     box, mask = best
@@ -163,6 +247,43 @@ def merge_regrown(old: np.ndarray, new: np.ndarray, pos_xy: np.ndarray) -> np.nd
     return old
 
 
+def keep_local(
+    previous: np.ndarray, new: np.ndarray, point_xy, label: int, box_xyxy
+) -> np.ndarray:
+    """The previous answer changed by the newest click only around it.
+
+    A positive click adds the pieces of ``new`` beyond ``previous`` that come within
+    :func:`edit_reach` of it (what it asked for: the part under it, or one it opened the way
+    to); a negative click removes the pieces of ``previous`` that ``new`` dropped within that
+    reach. Everything else stays as the user saw it: a later click re-runs the cut with all the
+    clicks, and without this the cut could move the outline far from where the user clicked
+    (on the pets a negative click took 0.94 IoU to 0.71).
+
+    Examples
+    --------
+    >>> prev = np.zeros((20, 40), bool); prev[5:15, 5:35] = True
+    >>> new = prev.copy(); new[5:15, 28:35] = False; new[5:15, 5:8] = False
+    >>> out = keep_local(prev, new, (31, 10), 0, (5, 5, 34, 14))
+    >>> bool(out[10, 31]), bool(out[10, 6])
+    (False, True)
+    """
+    from scipy import ndimage as ndi
+
+    prev, nw = np.asarray(previous, bool), np.asarray(new, bool)
+    h, w = prev.shape
+    x, y = float(point_xy[0]), float(point_xy[1])
+    reach = edit_reach(prev if prev.any() else nw, box_xyxy)
+    yy, xx = np.ogrid[0:h, 0:w]
+    near = (yy - y) ** 2 + (xx - x) ** 2 <= reach**2
+    change = (nw & ~prev) if label == 1 else (prev & ~nw)
+    lab, n = ndi.label(change)
+    if n == 0:
+        return prev.copy()
+    keep = np.unique(lab[near & change])
+    part = np.isin(lab, keep[keep > 0])
+    return prev | part if label == 1 else prev & ~part
+
+
 def apply_clicks(
     logits: np.ndarray, mask: np.ndarray, points_xy: np.ndarray, labels: np.ndarray, box_xyxy
 ) -> np.ndarray:
@@ -183,31 +304,50 @@ def apply_clicks(
     """
     from scipy import ndimage as ndi
 
-    out = np.array(mask, dtype=bool, copy=True)
-    h, w = out.shape
+    full = np.array(mask, dtype=bool, copy=True)
+    h, w = full.shape
     x0, y0, x1, y1 = (int(round(float(v))) for v in box_xyxy)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
+    rr, cc = np.nonzero(full)
+    # an empty mask reaches as far as its box would (the whole box as the object)
+    box_area = np.ones(((y1 - y0 + 1) * (x1 - x0 + 1) if x1 >= x0 and y1 >= y0 else 0,), bool)
+    reach = edit_reach(full if rr.size else box_area, box_xyxy)
+    pts = [
+        (min(max(int(round(float(y))), 0), h - 1), min(max(int(round(float(x))), 0), w - 1))
+        for x, y in points_xy
+    ]
+    # every edit stays inside the mask, the box and the clicks' reach: work on that window only
+    # (the same answer as on the whole image, a fraction of the time at 1024 px)
+    rows = [y0, y1, *(r for r, _ in pts)] + ([rr.min(), rr.max()] if rr.size else [])
+    cols = [x0, x1, *(c for _, c in pts)] + ([cc.min(), cc.max()] if cc.size else [])
+    pad = int(np.ceil(reach)) + 1
+    wr0, wr1 = max(min(rows) - pad, 0), min(max(rows) + pad + 1, h)
+    wc0, wc1 = max(min(cols) - pad, 0), min(max(cols) + pad + 1, w)
+    out, lg = full[wr0:wr1, wc0:wc1], logits[wr0:wr1, wc0:wc1]
     in_box = np.zeros_like(out)
-    in_box[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1] = True
-    reach = edit_reach(out if out.any() else in_box, box_xyxy)
-    yy, xx = np.ogrid[0:h, 0:w]
-    for (x, y), label in zip(points_xy, labels, strict=True):
-        r, c = min(int(round(float(y))), h - 1), min(int(round(float(x))), w - 1)
-        t = logits[r, c]
+    in_box[y0 - wr0 : y1 - wr0 + 1, x0 - wc0 : x1 - wc0 + 1] = True
+    yy, xx = np.ogrid[0 : wr1 - wr0, 0 : wc1 - wc0]
+    for (r, c), label in zip(pts, labels, strict=True):
+        r, c = r - wr0, c - wc0
+        t = lg[r, c]
         near = (yy - r) ** 2 + (xx - c) ** 2 <= reach**2
         if label == 1 and not out[r, c]:
-            region = (logits >= t) & ((in_box | out) if in_box[r, c] else near)
+            region = (lg >= t) & ((in_box | out) if in_box[r, c] else near)
             region[r, c] = True
         elif label == 0 and out[r, c]:
-            region = out & (logits <= t) & near
+            region = out & (lg <= t) & near
         else:
             continue
         lab, _ = ndi.label(region)
         grown = lab == lab[r, c]
         out = out | grown if label == 1 else out & ~grown
-    return out
+    full[wr0:wr1, wc0:wc1] = out
+    return full
 
 
-#: refinement settings once clicks are given (box alone: the defaults of RefineOptions)
+#: refinement settings for a box alone
+BOX_REFINE = RefineOptions()
+#: refinement settings once clicks are given
 CLICK_REFINE = RefineOptions(band=0.35, min_agreement=0.5)
 
 
@@ -249,7 +389,7 @@ def finish_mask(
         if has_clicks:
             return apply_clicks(logits, mask, points_xy, labels, box_xyxy)
         return mask
-    opts = RefineOptions()
+    opts = BOX_REFINE
     if not has_clicks and _is_grey(image):
         # grey pictures (MR, CT, fluorescence) give the cut intensity alone: on a box it lost to
         # the model (liver through a volume: Dice 0.68 against 0.81), so boxes stay the model's

@@ -15,12 +15,14 @@ from napari_segflow.core.segment.clicks import (
     apply_clicks,
     box_for_click,
     finish_mask,
+    keep_local,
     merge_regrown,
     regrow_box,
 )
 from napari_segflow.core.segment.coords import ModelPrompts, to_model_prompts
 from napari_segflow.core.segment.protocol import Embedding, SegmentationResult
 from napari_segflow.core.segment.threads import get_threads
+from napari_segflow.core.segment.zoom import ZoomOptions, paste_logits, zoom_window
 
 __all__ = ["MedSAMLite", "apply_clicks"]
 
@@ -56,6 +58,8 @@ class MedSAMLite(CachedModel):
     feature_shapes = {"image_embed": (1, 256, 64, 64)}
     #: how many times the image encoder ran (embeddings served from the cache do not count)
     encoder_calls = 0
+    #: small boxes are decoded on a re-embedded zoomed crop (core/segment/zoom.py); None: never
+    zoom: ZoomOptions | None = None
 
     def __init__(self, checkpoint=None, *, runtime: str = "auto", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -165,7 +169,11 @@ class MedSAMLite(CachedModel):
         nh, nw = _resized_shape(h, w)
         box = prompts.box
         if box is None and mask_input is not None:
-            return _edit_earlier(mask_input, prompts, scale, (nh, nw), (h, w), self, emb)
+            return self._remember(
+                emb,
+                prompts,
+                _edit_earlier(mask_input, prompts, scale, (nh, nw), (h, w), self, emb),
+            )
         if box is None:
             # clicks alone: a box found around the first positive click (see clicks.py)
             pos = prompts.points[prompts.labels == 1]
@@ -178,6 +186,7 @@ class MedSAMLite(CachedModel):
                 lambda b: (lambda f, _l, s: (f[0], s[0]))(*self._box_logits(emb, b, False)),
                 pos[0],
                 (h, w),
+                image=image_of(emb),
             )
         full, low, iou = self._box_logits(emb, box, multimask)
         if prompts.box is not None and not _beyond(prompts, box):
@@ -189,13 +198,35 @@ class MedSAMLite(CachedModel):
         masks = np.stack(
             [self._finish(emb, f, prompts, b) for f, b in zip(full, box, strict=True)]
         )
-        return make_result(masks, iou, low)
+        return self._remember(emb, prompts, make_result(masks, iou, low))
 
-    def _box_logits(self, emb: Embedding, box, multimask: bool):
+    def _remember(self, emb: Embedding, prompts: ModelPrompts, res: SegmentationResult):
+        """Keep the last answer to clicks, so the next click edits it only around itself."""
+        if prompts.points is not None and prompts.box is None:
+            self._last_answer = (emb.key, prompts.points, prompts.labels, res.mask)
+        return res
+
+    def _previous_answer(self, emb: Embedding, prompts: ModelPrompts) -> np.ndarray | None:
+        """The answer to the same clicks less the newest one, when it was the last answer."""
+        last = getattr(self, "_last_answer", None)
+        n = len(prompts.points)
+        if last is None or last[0] != emb.key or len(last[1]) != n - 1 or n < 2:
+            return None
+        same = np.array_equal(last[1], prompts.points[:-1]) and np.array_equal(
+            last[2], prompts.labels[:-1]
+        )
+        return last[3] if same else None
+
+    def _box_logits(self, emb: Embedding, box, multimask: bool, *, zoom: bool = True):
         """Decode one XYXY box: full-size logits (K, H, W), low-res logits (K, 256, 256), scores."""
         import torch
         import torch.nn.functional as F
 
+        window = (
+            zoom_window(box, emb.image_shape, options=self.zoom) if zoom and self.zoom else None
+        )
+        if window is not None and image_of(emb) is not None:
+            return self._zoomed_logits(emb, box, multimask, window)
         h, w = emb.image_shape
         scale = _SIZE / max(h, w)
         nh, nw = _resized_shape(h, w)
@@ -213,6 +244,26 @@ class MedSAMLite(CachedModel):
             low[0].float().cpu().numpy(),
             iou[0].float().cpu().numpy(),
         )
+
+    def _zoomed_logits(self, emb: Embedding, box, multimask: bool, window):
+        """:meth:`_box_logits` on a re-embedded crop (cached per crop), back in the full frame."""
+        import torch
+        import torch.nn.functional as F
+
+        r0, c0, r1, c1 = window
+        crop_emb = self.embed(np.ascontiguousarray(image_of(emb)[r0:r1, c0:c1]), window=None)
+        shifted = np.asarray(box, np.float64) - np.array([c0, r0, c0, r0], np.float64)
+        full_c, _, iou = self._box_logits(crop_emb, shifted, multimask, zoom=False)
+        h, w = emb.image_shape
+        full = np.stack([paste_logits(f, window, (h, w)) for f in full_c])
+        # low-res logits in the whole image's frame, as later clicks expect them (mask_input)
+        nh, nw = _resized_shape(h, w)
+        with torch.inference_mode():
+            low = F.interpolate(
+                torch.from_numpy(full)[None], size=(nh, nw), mode="bilinear", align_corners=False
+            )[0]
+        low = F.pad(low, (0, _SIZE - nw, 0, _SIZE - nh), value=-32.0)
+        return full, low.numpy(), iou
 
     def _regrow(self, emb: Embedding, full: np.ndarray, prompts: ModelPrompts, box):
         """Positive clicks beyond the answer: ask the model again with a box that holds them."""
@@ -261,6 +312,9 @@ def _edit_earlier(
     box = (xs.min(), ys.min(), xs.max(), ys.max())
     full, box = model._regrow(emb, full, prompts, box)
     edited = model._finish(emb, full, prompts, box)
+    previous = model._previous_answer(emb, prompts) if model.refine else None
+    if previous is not None and previous.shape == edited.shape:
+        edited = keep_local(previous, edited, prompts.points[-1], int(prompts.labels[-1]), box)
     # no decoder run, so the quality estimate is the mean confidence inside the mask
     prob = 1.0 / (1.0 + np.exp(-np.clip(full[edited], -32, 32)))
     score = np.array([prob.mean() if prob.size else 0.0], dtype=np.float32)
