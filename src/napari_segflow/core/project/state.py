@@ -99,6 +99,18 @@ def change_counter(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
     return counter, st.st_size, st.st_mtime_ns
 
 
+@contextlib.contextmanager
+def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back when the block raises."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 class AnnotatorState:
     """The state file of one person (``state/<name>.sqlite``).
 
@@ -167,14 +179,8 @@ class AnnotatorState:
         """One write transaction of this person's file: all of it is committed or none."""
         if not self.writable:
             raise PermissionError(f"{self.path}: opened read-only (it is {self.name}'s file)")
-        con = self._con
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._con) as con:
             yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Rows of one read (a consistent snapshot of the file)."""

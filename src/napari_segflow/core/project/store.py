@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from napari_segflow.core.project.state import write_transaction
+
 __all__ = [
     "ACCEPTED",
     "DONE",
@@ -188,14 +190,8 @@ class ProjectStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed when the block succeeds, rolled back otherwise."""
-        con = self._con
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._con) as con:
             yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._con.execute(sql, params).fetchall()
