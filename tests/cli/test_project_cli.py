@@ -141,3 +141,35 @@ def test_report_json_and_html(tmp_path, tiles, capsys):
     page = (out / "project_report.html").read_text()
     assert page.count("data:image/png;base64,") == 2  # throughput and QA plots, embedded
     assert "<h3>Batch 1</h3>" in page
+
+
+def test_take_over_a_held_image_only_once_it_is_stale(tmp_path, tiles, capsys):
+    folder, _ = tiles
+    _init(tmp_path, folder)
+    root = tmp_path / "proj"
+    with open_project(root) as p:
+        stem = p.next_stem(annotator="ana")
+        item = p.open_item(stem, annotator="ana")  # ana's window holds it, then goes away
+        labels = item.labels.copy()
+        labels[:8, :8] = 1
+        p.save_item(item, labels, seconds=5.0, edits=1)
+    capsys.readouterr()
+    take = ["project", "take-over", str(root), stem, "--annotator", "ben"]
+    # ana worked on it just now: refused, one line, nothing changed
+    assert main(take) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ana worked on it" in err
+    with open_project(root) as p, pytest.raises(ValueError, match="by ana"):
+        p.open_item(stem, annotator="ben")
+    # unknown image or a negative age: one line, exit 2
+    assert main(["project", "take-over", str(root), "nope", "--annotator", "ben"]) == 2
+    assert "no image 'nope'" in capsys.readouterr().err
+    assert main([*take, "--stale-after", "-1"]) == 2
+    capsys.readouterr()
+    # once stale (here: at once), ben takes it and can open it; ana's next save is refused
+    assert main([*take, "--stale-after", "0"]) == 0
+    assert f"{stem}: now held by ben" in capsys.readouterr().out
+    with open_project(root) as p:
+        assert p.open_item(stem, annotator="ben").annotator == "ben"
+        with pytest.raises(ValueError):
+            p.save_item(item, labels, seconds=1.0, edits=1)

@@ -20,7 +20,7 @@ from napari_segflow.core.project import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "project",
-        help="annotation projects: init, status, export, report",
+        help="annotation projects: init, status, export, report, take-over",
         description="An annotation project: images, taxonomy, annotators, per-annotator labels "
         "and each person's own state file in PROJECT/state/ (safe on a shared folder).",
     )
@@ -61,6 +61,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("project", type=Path)
     r.add_argument("--out", required=True, type=Path, help="output folder")
     r.set_defaults(func=run_report)
+
+    t = cmds.add_parser(
+        "take-over",
+        help="give an image held by a window that went away to another annotator",
+    )
+    t.add_argument("project", type=Path)
+    t.add_argument("image", help="the image's name (file name without extension)")
+    t.add_argument("--annotator", required=True, help="who takes the image")
+    t.add_argument(
+        "--stale-after",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="refuse while the holder worked on it less than this long ago (default 900)",
+    )
+    t.set_defaults(func=run_take_over)
 
 
 def _open(path: Path):
@@ -124,4 +140,14 @@ def run_report(args: argparse.Namespace) -> int:
         report = project_report(project)
     paths = report.save(args.out)
     print(", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def run_take_over(args: argparse.Namespace) -> int:
+    if args.stale_after < 0:
+        raise ValueError(f"--stale-after must be >= 0 seconds, got {args.stale_after:g}")
+    with _open(args.project) as project:
+        project.image_path(args.image)  # an unknown name: one line, nothing written
+        project.take_over(args.image, annotator=args.annotator, stale_after=args.stale_after)
+    print(f"{args.image}: now held by {args.annotator}")
     return 0
