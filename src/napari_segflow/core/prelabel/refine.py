@@ -37,9 +37,11 @@ __all__ = [
     "RefineOptions",
     "band_mask",
     "coarse_mask_logits",
+    "grey_gradient",
     "mask_iou",
     "objects_from_labels",
     "prelabel_image",
+    "ring_gradients",
 ]
 
 #: Status of an object in :class:`ObjectResult`.
@@ -429,13 +431,37 @@ def _full_logits(model, low: np.ndarray, shape: tuple[int, int]) -> np.ndarray |
     return up[0, 0].numpy()
 
 
-def _edge_supported(image, coarse, add, drop):
-    """Keep each changed piece only if the image shows a stronger edge where the model puts
-    the boundary than where the person drew it (mean gradient magnitude on the two rings)."""
+def grey_gradient(image: np.ndarray) -> np.ndarray:
+    """Gradient magnitude (Gaussian, sigma 1) of a picture's grey level (channels averaged)."""
     a = np.asarray(image, dtype=np.float32)
     if a.ndim == 3:
         a = a.mean(axis=2)
-    grad = ndi.gaussian_gradient_magnitude(a, sigma=1.0)
+    return ndi.gaussian_gradient_magnitude(a, sigma=1.0)
+
+
+def ring_gradients(
+    grad: np.ndarray, before: np.ndarray, piece: np.ndarray, grows: bool, structure=None
+) -> tuple[np.floating, np.floating] | None:
+    """Mean gradient along the outline a changed piece makes and along the drawn one beside it.
+
+    ``before`` is the drawn region and ``piece`` the pixels added (``grows``) or removed, both
+    on ``grad``'s window; outlines are the region less its erosion by ``structure`` (SciPy's
+    default cross when None), kept within two pixels of the piece. Returns ``(new, old)``, or
+    None when either outline is empty there.
+    """
+    after = (before | piece) if grows else (before & ~piece)
+    near = ndi.binary_dilation(piece, np.ones((3, 3), bool), iterations=2)
+    old = near & (before & ~ndi.binary_erosion(before, structure, border_value=1))
+    new = near & (after & ~ndi.binary_erosion(after, structure, border_value=1))
+    if not (old.any() and new.any()):
+        return None
+    return grad[new].mean(), grad[old].mean()  # numpy scalars: the callers compare as before
+
+
+def _edge_supported(image, coarse, add, drop):
+    """Keep each changed piece only if the image shows a stronger edge where the model puts
+    the boundary than where the person drew it (mean gradient magnitude on the two rings)."""
+    grad = grey_gradient(image)
     st = np.ones((3, 3), bool)
     kept = []
     for change, grows in ((add, True), (drop, False)):
@@ -445,13 +471,8 @@ def _edge_supported(image, coarse, add, drop):
             # a window around the piece, one pixel wider than the piece on every side
             sl = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in sl)
             piece = comp[sl] == i
-            before = coarse[sl]
-            after = (before | piece) if grows else (before & ~piece)
-            near = ndi.binary_dilation(piece, st, iterations=2)
-            old_ring = near & (before ^ ndi.binary_erosion(before, st, border_value=1))
-            new_ring = near & (after ^ ndi.binary_erosion(after, st, border_value=1))
-            g = grad[sl]
-            if new_ring.any() and old_ring.any() and g[new_ring].mean() > g[old_ring].mean():
+            rings = ring_gradients(grad[sl], coarse[sl], piece, grows, st)
+            if rings is not None and rings[0] > rings[1]:
                 out[sl] |= piece
         kept.append(out)
     return kept[0], kept[1]

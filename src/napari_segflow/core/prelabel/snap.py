@@ -38,8 +38,10 @@ from napari_segflow.core.prelabel.refine import (
     ObjectResult,
     PrelabelResult,
     band_mask,
+    grey_gradient,
     mask_iou,
     objects_from_labels,
+    ring_gradients,
 )
 from napari_segflow.core.provenance import AI_PENDING, new_provenance
 
@@ -142,11 +144,6 @@ class _Snap:
     band: np.ndarray
     iou: float
     gain: float
-
-
-def _gradient(rgb: np.ndarray) -> np.ndarray:
-    grey = rgb.astype(np.float32).mean(axis=2)
-    return ndi.gaussian_gradient_magnitude(grey, sigma=1.0)
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -265,14 +262,8 @@ def _supported(change, coarse, llr, grad, grows: bool, opts: SnapOptions) -> np.
             continue
         if opts.min_agree > 0 and float(np.mean((ev > 0) == grows)) < opts.min_agree:
             continue
-        before = coarse[sl]
-        after = (before | piece) if grows else (before & ~piece)
-        near = ndi.binary_dilation(piece, st, iterations=2)
-        old, new = near & _outline(before), near & _outline(after)
-        if not (old.any() and new.any()):
-            continue
-        g = grad[sl]
-        if g[new].mean() >= opts.piece_edge_gain * g[old].mean():
+        rings = ring_gradients(grad[sl], coarse[sl], piece, grows)
+        if rings is not None and rings[0] >= opts.piece_edge_gain * rings[1]:
             out[sl] |= piece
     return out
 
@@ -341,7 +332,7 @@ def snap_labels(
     grey = not opts.grey and bool(
         np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
     )
-    grad = _gradient(rgb)
+    grad = grey_gradient(rgb)
     objs = objects_from_labels(lab, taxonomy=taxonomy, connectivity=opts.connectivity)
     labelled = lab != unl
     results: list[ObjectResult | None] = [None] * len(objs)
@@ -407,7 +398,6 @@ def _compose(lab, objs, snaps, taxonomy, unl):
         owner[o.mask] = i
     best = np.full(shape, -np.inf, np.float32)
     claim = np.full(shape, -1, np.int32)
-    contested = np.zeros(shape, bool)
     names = {}
     if taxonomy is not None:
         names = {c.id: c.name for c in taxonomy.classes}
@@ -425,7 +415,6 @@ def _compose(lab, objs, snaps, taxonomy, unl):
         b = best[sub]
         hit = want & (cur >= 0) & (cur != i)
         if hit.any():
-            contested[sub] |= hit
             for j in np.unique(cur[hit]).tolist():
                 here = hit & (cur == j)
                 winner = _rule_winner(objs[i].class_id, objs[j].class_id, names, taxonomy)
@@ -444,16 +433,13 @@ def _compose(lab, objs, snaps, taxonomy, unl):
     for i, s in snaps.items():
         sub = (s.rs, s.cs)
         own, cur, out, pv = owner[sub], claim[sub], labels[sub], prov[sub]
-        mine = s.band & ((own == i) | (cur == i))
-        new = np.where(cur == i, objs[i].class_id, -1)
         # pixels this object gave up and nobody claimed go to nobody
         gave_up = s.band & (own == i) & (cur < 0)
-        grow = mine & (cur == i) & (out != objs[i].class_id)
+        grow = s.band & (cur == i) & (out != objs[i].class_id)
         out[grow] = objs[i].class_id
         out[gave_up] = unl
         pv[grow | gave_up] = AI_PENDING
         out_changed[i] += int(np.count_nonzero(grow) + np.count_nonzero(gave_up))
-        del new
     return labels, prov, out_changed
 
 
