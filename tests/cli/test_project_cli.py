@@ -164,6 +164,7 @@ def test_take_over_a_held_image_only_once_it_is_stale(tmp_path, tiles, capsys):
     # unknown image or a negative age: one line, exit 2
     assert main(["project", "take-over", str(root), "nope", "--annotator", "ben"]) == 2
     assert "no image 'nope'" in capsys.readouterr().err
+    assert not list((root / "claims").glob("nope@*"))  # refused before any claim file
     assert main([*take, "--stale-after", "-1"]) == 2
     capsys.readouterr()
     # once stale (here: at once), ben takes it and can open it; ana's next save is refused

@@ -147,7 +147,6 @@ def run_take_over(args: argparse.Namespace) -> int:
     if args.stale_after < 0:
         raise ValueError(f"--stale-after must be >= 0 seconds, got {args.stale_after:g}")
     with _open(args.project) as project:
-        project.image_path(args.image)  # an unknown name: one line, nothing written
         project.take_over(args.image, annotator=args.annotator, stale_after=args.stale_after)
     print(f"{args.image}: now held by {args.annotator}")
     return 0

@@ -323,6 +323,11 @@ class Project(ReviewMixin):
         self.close()
 
     # ------------------------------------------------------------------ state files
+    def _readable(self, name: str) -> AnnotatorState | None:
+        """``name``'s state file when it exists and holds tables (a person who saved), else None."""
+        st = self._state(name)
+        return st if st is not None and st.has_tables() else None
+
     def _state(self, name: str, *, write: bool = False) -> AnnotatorState | None:
         """``name``'s state file: writable for their own sessions, else read-only (or None)."""
         with self._lock:
@@ -381,8 +386,8 @@ class Project(ReviewMixin):
         """``(person, row)`` for every work row of ``mode`` in everybody's state (read-only)."""
         out = []
         for name in state_files(self.root):
-            st = self._state(name)
-            if st is None or not st.has_tables():
+            st = self._readable(name)
+            if st is None:
                 continue
             for r in st.query("SELECT * FROM work WHERE mode=? ORDER BY image_id", (mode,)):
                 out.append((name, dict(r)))
@@ -493,8 +498,8 @@ class Project(ReviewMixin):
             return [self._entry(j, view.status_of(j), view.holder_of(j)) for j in sel]
         if mode == "calibration":
             mine: dict[int, str] = {}
-            st = self._state(annotator) if annotator else None
-            if st is not None and st.has_tables():
+            st = self._readable(annotator) if annotator else None
+            if st is not None:
                 mine = dict(st.rows("SELECT image_id, status FROM work WHERE mode='calibration'"))
             out = [
                 self._entry(j, mine.get(int(self._ids[j]), TODO), annotator)
@@ -575,8 +580,8 @@ class Project(ReviewMixin):
     def resume(self, annotator: str) -> tuple[str, str] | None:
         """``(mode, stem)`` the annotator had open last, or None."""
         self._recover(annotator)
-        st = self._state(annotator)
-        if st is None or not st.has_tables():
+        st = self._readable(annotator)
+        if st is None:
             return None
         rows = st.query("SELECT stem, mode FROM current")
         if not rows or rows[0]["stem"] is None:
@@ -597,8 +602,8 @@ class Project(ReviewMixin):
         for k, name in enumerate(view.names):
             if annotator is not None and name != annotator:
                 continue
-            st = self._state(name)
-            if st is None or not st.has_tables():
+            st = self._readable(name)
+            if st is None:
                 continue
             done_rows = "FROM work w, json_each(w.class_pixels) j WHERE w.mode='production' "
             done_rows += "AND w.status='done'"
@@ -688,8 +693,8 @@ class Project(ReviewMixin):
         """
         best, when = "pending", -1.0
         for name in state_files(self.root):
-            st = self._state(name)
-            if st is None or not st.has_tables():
+            st = self._readable(name)
+            if st is None:
                 continue
             for verdict, reviewed in st.rows(
                 "SELECT verdict, reviewed FROM verdicts WHERE batch=? AND image_id=?",
@@ -734,16 +739,17 @@ class Project(ReviewMixin):
         their folder; if they come back, saving tells them the image was taken over.
         """
         check_name(annotator)
+        image_id = self._image_id(stem)  # an unknown image: refused before any claim file
         c = current_claim(self.root, stem)
         if c is None or c.released or c.annotator == annotator:
             self._claim(stem, annotator)
             return
         last = c.time
-        st = self._state(c.annotator) if c.annotator else None
-        if st is not None and st.has_tables():
+        st = self._readable(c.annotator) if c.annotator else None
+        if st is not None:
             rows = st.rows(
                 "SELECT MAX(updated) FROM work WHERE image_id=? AND mode='production'",
-                (self._image_id(stem),),
+                (image_id,),
             )
             last = max(last, float(rows[0][0] or 0.0))
         age = time.time() - last
@@ -914,8 +920,8 @@ class Project(ReviewMixin):
     def release(self, stem: str, *, annotator: str) -> None:
         """Give an image the annotator opened but never saved back to the shared queue."""
         image_id = self._image_id(stem)
-        st = self._state(annotator)
-        if st is None or not st.has_tables():
+        st = self._readable(annotator)
+        if st is None:
             return
         saved = st.rows(
             "SELECT COUNT(*) FROM work WHERE image_id=? AND mode='production' "

@@ -151,8 +151,8 @@ class ReviewMixin:
         for k, name in enumerate(view.names):
             if annotator is not None and name != annotator:
                 continue
-            st = self._state(name)
-            if st is None or not st.has_tables():
+            st = self._readable(name)
+            if st is None:
                 continue
             for image_id, pixels in st.rows(
                 "SELECT image_id, class_pixels FROM work WHERE mode='production' "
@@ -208,8 +208,8 @@ class ReviewMixin:
                 "UPDATE verdicts SET verdict=?, reviewed=? WHERE batch=? AND image_id=?",
                 (verdict, time.time(), q["batch_id"], image_id),
             )
-        batch = next(b for b in self._view().batches if int(b["batch"]) == q["batch_id"])
         view = self._view()
+        batch = next(b for b in view.batches if int(b["batch"]) == q["batch_id"])
         pending = [
             it
             for it in batch["items"]
