@@ -120,10 +120,11 @@ class MedSAMLite(CachedModel):
             )
 
     def predict_boxes(self, embedding: Embedding, boxes) -> list[SegmentationResult]:
-        """Segment many boxes on one embedding with one decoder call (no clicks).
+        """Segment many boxes on one embedding (no clicks): all the objects of an image.
 
-        The same masks as :meth:`predict` with each box alone, a batch at the cost of about
-        one decode (all the objects of an image in pre-labelling).
+        The same masks as :meth:`predict` with each box alone. With torch the boxes decode in
+        one batched call; with ONNX Runtime one call per box, reusing the image part of the
+        decoder (faster per box than a batch there).
 
         Parameters
         ----------
