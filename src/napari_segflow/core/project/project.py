@@ -705,13 +705,12 @@ class Project(ReviewMixin):
         return best
 
     def _qa_item(self, stem: str) -> dict[str, Any]:
-        """The newest QA batch holding ``stem``: ``{"batch_id", "annotator", "verdict"}``."""
+        """The newest QA batch holding ``stem``: ``{"batch_id", "annotator"}``."""
         got = self._drawn().get(self._j(stem))
         if got is None:
             raise ProjectError(f"{stem}: not in a QA batch")
         b, item = got
-        verdict = self._verdict(b, self._image_id(stem))
-        return {"batch_id": b, "annotator": item["annotator"], "verdict": verdict}
+        return {"batch_id": b, "annotator": item["annotator"]}
 
     def _claim(self, stem: str, annotator: str) -> int:
         """Claim ``stem`` for ``annotator`` (a claim file); the generation held."""
