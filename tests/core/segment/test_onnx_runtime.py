@@ -148,3 +148,18 @@ def test_decoder_image_part_is_computed_once_per_embedding_and_never_served_stal
         low, iou = torch_model._decode_boxes(torch.from_numpy(feats[1]), box, True)
     np.testing.assert_allclose(other[0][:, 1:], low.numpy(), atol=1e-3)
     np.testing.assert_allclose(other[1][:, 1:], iou.numpy(), atol=1e-4)
+
+
+def test_blocks_to_image_places_every_block_element_at_its_pixel():
+    from napari_segflow.core.segment.onnx_runtime import blocks_to_image
+
+    h, w = 3, 5
+    rng = np.random.default_rng(0)
+    blocks = rng.standard_normal((2, 4, 16 * h * w)).astype(np.float32)
+    img = blocks_to_image(blocks, h, w)
+    assert img.shape == (2, 4, 4 * h, 4 * w)
+    b = blocks.reshape(2, 4, h, w, 2, 2, 2, 2)
+    for y, x, i, j, i2, j2 in np.ndindex(h, w, 2, 2, 2, 2):
+        np.testing.assert_array_equal(
+            img[:, :, 4 * y + 2 * i + i2, 4 * x + 2 * j + j2], b[:, :, y, x, i, j, i2, j2]
+        )
