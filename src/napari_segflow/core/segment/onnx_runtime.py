@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -44,13 +45,21 @@ __all__ = [
     "image_part_path",
     "onnx_available",
     "onnx_dir",
+    "remove_old_recipes",
     "weights_hash",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Changes whenever the export below changes, so that old files are not reused.
-_RECIPE = "lite-medsam-onnx-v5-opset17"
+#: Tags of the export recipes, in the file names: a tag changes whenever its export changes, so
+#: that old files are never reused (and are removed when new ones are built). The encoder's
+#: export has not changed since the first; the decoder's is in its fifth form (see the docs).
+_ENCODER_RECIPE = "e1"
+_DECODER_RECIPE = "d5"
+_FILE = re.compile(
+    r"^medsam-lite-(?P<part>encoder|box-decoder|decoder-image-part)-"
+    r"(?:(?P<recipe>[a-z]\d+)-)?[0-9a-f]{16}\.onnx$"
+)
 _OPSET = 17
 ONNX_ENV = "SEGFLOW_ONNX"
 
@@ -74,7 +83,7 @@ def onnx_dir() -> Path:
 
 
 def weights_hash(net) -> str:
-    """Short SHA-256 of a network's weights (names, shapes, dtypes and values) and the recipe.
+    """Short SHA-256 of a network's weights (names, shapes, dtypes and values).
 
     Examples
     --------
@@ -83,7 +92,7 @@ def weights_hash(net) -> str:
     >>> weights_hash(a) == weights_hash(a), len(weights_hash(a))
     (True, 16)
     """
-    h = hashlib.sha256(_RECIPE.encode())
+    h = hashlib.sha256()
     for name, t in net.state_dict().items():
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
@@ -325,6 +334,30 @@ def _decoder_parts(net):
     return ImagePart().eval(), BoxPart().eval()
 
 
+def remove_old_recipes(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the ONNX files of earlier export recipes in ``folder``; return what was removed.
+
+    Files of the current recipes stay, whatever weights they were built from (another
+    checkpoint's files are still good); only files no version of this code will read again go.
+    """
+    removed = []
+    current = {
+        "encoder": _ENCODER_RECIPE,
+        "box-decoder": _DECODER_RECIPE,
+        "decoder-image-part": _DECODER_RECIPE,
+    }
+    for path in Path(folder).glob("medsam-lite-*.onnx"):
+        m = _FILE.match(path.name)
+        if m is None or m["recipe"] == current[m["part"]]:
+            continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:  # in use elsewhere or read-only: harmless, it is only never read
+            pass
+    return removed
+
+
 def image_part_path(decoder: str | os.PathLike[str]) -> Path:
     """The file of the decoder's image part, beside the box decoder file from :func:`build_onnx`."""
     p = Path(decoder)
@@ -375,11 +408,12 @@ def build_onnx(net, *, folder: str | os.PathLike[str] | None = None) -> tuple[Pa
     folder = Path(folder) if folder is not None else onnx_dir()
     folder.mkdir(parents=True, exist_ok=True)
     tag = weights_hash(net)
-    enc = folder / f"medsam-lite-encoder-{tag}.onnx"
-    dec = folder / f"medsam-lite-box-decoder-{tag}.onnx"
+    enc = folder / f"medsam-lite-encoder-{_ENCODER_RECIPE}-{tag}.onnx"
+    dec = folder / f"medsam-lite-box-decoder-{_DECODER_RECIPE}-{tag}.onnx"
     img = image_part_path(dec)
     if enc.is_file() and dec.is_file() and img.is_file():
         return enc, dec
+    remove_old_recipes(folder)
     cpu = copy.deepcopy(net).to("cpu").eval()
     log.info("building the ONNX files of medsam-lite in %s (once)", folder)
     if not enc.is_file():
