@@ -113,8 +113,7 @@ def _migrate(root: Path) -> None:
         st = AnnotatorState(tmp, name, writable=True)
         with st.transaction() as con:
             for r in q(
-                "SELECT w.* FROM work w JOIN images i "
-                "ON i.id = w.image_id WHERE w.annotator=?",
+                "SELECT w.* FROM work w JOIN images i ON i.id = w.image_id WHERE w.annotator=?",
                 (name,),
             ):
                 status = r["status"]
