@@ -6,14 +6,8 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a small shared CPU, two threads contending is several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every core test runs with one torch thread (the root conftest's ``one_torch_thread``)."""
 
 
 @pytest.fixture(scope="session")
