@@ -9,7 +9,10 @@ neighbouring classes compete for the band pixels they share (one pixel, one clas
 objects of different classes both claim a pixel, a written conflict rule of the taxonomy that
 names the pair decides (``resolve_to``), otherwise the stronger colour evidence wins.
 
-A snapped outline replaces the coarse one only when it passes a check validated on real data
+An object whose drawn outline already lies on the picture's edges over more than
+``max_on_edge`` of its length is not cut at all: it is taken as exact (a polygon drawn along the
+object), kept and flagged. Otherwise a snapped outline replaces the coarse one only when it
+passes a check validated on real data
 (docs/prelabel.md): changes thinner than ``min_width`` are dropped (a one-pixel shift along a
 drawn edge is a convention, not a mistake), the snapped region must keep most of the coarse one
 (``min_iou``: a cut that leaked into similar background or lost the object is refused), and the
@@ -328,17 +331,24 @@ def snap_labels(
 
     Examples
     --------
-    A red square on grey noise, drawn 3 pixels too small on two sides, snaps to its edges:
+    A red square on grey noise, drawn 3 pixels too small on every side, snaps to its edges:
 
     >>> rng = np.random.default_rng(0)
-    >>> img = rng.integers(90, 130, (64, 64, 3)).astype(np.uint8)
-    >>> img[16:48, 16:48] = rng.integers(0, 30, (32, 32, 3)) + np.array([200, 0, 0], np.uint8)
-    >>> rough = np.zeros((64, 64), np.uint8); rough[19:48, 19:48] = 1
+    >>> img = rng.integers(90, 130, (96, 96, 3)).astype(np.uint8)
+    >>> img[16:80, 16:80] = rng.integers(0, 30, (64, 64, 3)) + np.array([200, 0, 0], np.uint8)
+    >>> rough = np.zeros((96, 96), np.uint8); rough[19:77, 19:77] = 1
     >>> out = snap_labels(img, rough)
-    >>> int(np.count_nonzero(out.labels[16:48, 16:48] == 1)), int(out.labels.sum())
-    (1024, 1024)
+    >>> int(np.count_nonzero(out.labels[16:80, 16:80] == 1)), int(out.labels.sum())
+    (4096, 4096)
     >>> out.counts()
     {'refined': 1}
+
+    Drawn along two of its edges, the outline counts as exact and stays (flagged):
+
+    >>> rough = np.zeros((96, 96), np.uint8); rough[19:80, 19:80] = 1
+    >>> out = snap_labels(img, rough)
+    >>> out.counts(), out.objects[0].reason
+    ({'kept': 1}, "the drawn outline already follows the picture's edges (49% of it > 10%)")
     """
     opts = options or SnapOptions()
     img = np.asarray(image)
