@@ -28,6 +28,7 @@ import argparse
 import csv
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -187,6 +188,44 @@ def reshaped(data: Path, n: int, split: str = "all"):
         yield out, poly.astype(np.int32), poly * 1, None
 
 
+def piece_accounting(data: Path, split: str, opts: SnapOptions) -> None:
+    """Every piece the unchecked cut proposes on the pets, scored against both truths: pixels
+    moved net to the right side by all pieces, by a perfect choice and by the snap's checks."""
+    from napari_segflow.core.prelabel.refine import grey_gradient
+    from napari_segflow.core.prelabel.snap import _cut_colours, _snap_object
+    from napari_segflow.core.segment.refine import _as_rgb8
+
+    opts = replace(opts, max_on_edge=1.0)  # the cut's pieces on every pet
+    tot = {k: np.zeros(3, int) for k in ("outline", "band ignored")}
+    n = good_refused = bad_taken = images = 0
+    for img, t, _, valid in pets(data, 40, split):
+        images += 1
+        coarse, _ = coarse_polygons(t, t)
+        rgb = _as_rgb8(img)
+        grad, colours = grey_gradient(rgb), _cut_colours(rgb, opts.colour_space)
+        log: list = []
+        for obj in objects_from_labels(coarse):
+            area = int(np.count_nonzero(obj.mask))
+            others = (coarse > 0) & ~obj.mask
+            _snap_object(colours, grad, obj.mask, others, obj.bbox(), area, opts, log)
+        for at, piece, grows, ok in log:
+            sign = 1 if grows else -1
+            truth = t[at][piece] > 0
+            o = sign * (int(truth.sum()) - int((~truth).sum()))
+            v = valid[at][piece]
+            i = sign * (int((truth & v).sum()) - int((~truth & v).sum()))
+            for key, gain in (("outline", o), ("band ignored", i)):
+                tot[key] += (gain, max(gain, 0), gain if ok else 0)
+            n += 1
+            good_refused += (not ok) and o > 0
+            bad_taken += ok and o <= 0
+    print(f"pieces the cut proposes on {images} pets ({split}): {n}; "
+          f"helpful but refused {good_refused}, harmful but taken {bad_taken}")  # fmt: skip
+    for key, (all_, perfect, checked) in tot.items():
+        print(f"  net pixels to the right side, {key:12s}: all pieces {all_:7d}, "
+              f"perfect choice {perfect:7d}, the snap's checks {checked:7d}")  # fmt: skip
+
+
 def _parse_options(pairs) -> SnapOptions:
     kw = {}
     fields = SnapOptions.__dataclass_fields__
@@ -216,10 +255,17 @@ def main(argv=None) -> int:
         help="a SnapOptions field for the snap (repeatable), e.g. --option band_px=12",
     )  # fmt: skip
     ap.add_argument("--no-mosaic", action="store_true", help="skip the 1024 x 1024 timing")
+    ap.add_argument(
+        "--pieces", action="store_true",
+        help="only the accounting of the cut's pieces on the pets (of --split)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     data = Path(os.environ.get("SEGFLOW_SHARED_DATA", DATA))
     cv2.setNumThreads(1)
     opts = _parse_options(args.option)
+    if args.pieces:
+        piece_accounting(data, args.split, opts)
+        return 0
     model = None
     if args.with_model:
         from napari_segflow.core.prelabel.refine import prelabel_image

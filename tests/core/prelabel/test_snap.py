@@ -91,12 +91,12 @@ def test_pets_snapped_clearly_above_the_polygons(pets):
         diff = int(np.count_nonzero(res.labels != coarse))
         assert diff == int(np.count_nonzero(res.provenance == AI_PENDING))
         assert diff == sum(o.changed for o in res.objects)
-    # measured on these 8: polygons 0.9285, snapped 0.9429 (all 40 in the benchmark)
+    # measured on these 8: polygons 0.9285, snapped 0.9444 (all 40 in the benchmark)
     assert np.mean(after) > np.mean(before) + 0.01, (np.mean(before), np.mean(after))
     assert np.mean(np.array(after) < np.array(before) - 0.01) <= 0.2
-    # band ignored: polygons 0.9949, snapped 0.9974 (half of what the polygons miss)
-    assert np.mean(after_i) > np.mean(before_i) + 0.0015, (np.mean(before_i), np.mean(after_i))
-    assert min(np.array(after_i) - np.array(before_i)) > -0.01  # worst measured: -0.0057
+    # band ignored: polygons 0.9949, snapped 0.9978 (57 % of what the polygons miss)
+    assert np.mean(after_i) > np.mean(before_i) + 0.002, (np.mean(before_i), np.mean(after_i))
+    assert min(np.array(after_i) - np.array(before_i)) > -0.01  # worst measured: -0.0056
 
 
 def reshape_to_polygon(img: np.ndarray, pet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +129,7 @@ def test_exact_polygons_on_photographs_are_never_lowered(pets):
         assert all(o.status == "kept" and "edges" in o.reason for o in res.objects)
         off = snap_labels(photo, coarse, options=SnapOptions(max_on_edge=1.0))
         unchecked.append(scores(truth, truth, coarse, off.labels, kept)[1])
-    # without the on-edge check the snap lowered these 8 from 0.9972 to 0.9814
+    # without the on-edge check the snap lowers these 8 from 0.9972 to 0.9807
     assert np.mean(unchecked) < np.mean(before) - 0.005, (np.mean(before), np.mean(unchecked))
 
 
@@ -220,6 +220,8 @@ def test_bad_input_is_one_clear_error():
         snap_labels(img, np.zeros((8, 8), np.float32))
     with pytest.raises(ValueError, match="band widths"):
         SnapOptions(band_px=0)
+    with pytest.raises(ValueError, match="colour_space"):
+        SnapOptions(colour_space="hsv")
 
 
 def test_a_frozen_neighbour_keeps_every_pixel(pets):

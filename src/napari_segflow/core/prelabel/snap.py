@@ -74,6 +74,10 @@ class SnapOptions:
         Background beyond the band that the colour model learns from.
     iterations : int
         GrabCut iterations.
+    colour_space : str
+        ``"lab"`` (CIE L*a*b*, 8-bit) or ``"rgb"``: where the cut's colour models (Gaussian
+        mixtures) are fitted. On the 17 trainval pets L*a*b* gave 0.9401 against 0.9386 in RGB
+        (band ignored 0.9965 against 0.9958) with the same thresholds.
     work_size : int
         Crops whose longest side exceeds this are cut at that size, and the band is then decided
         at full resolution by the cut's colour models (time).
@@ -116,6 +120,7 @@ class SnapOptions:
     min_band_px: int = 2
     context_px: int = 16
     iterations: int = 3
+    colour_space: str = "lab"
     work_size: int = 200
     min_width: int = 3
     min_piece: int = 20
@@ -135,6 +140,8 @@ class SnapOptions:
             raise ValueError(f"min_iou must be in 0..1, got {self.min_iou}")
         if self.iterations < 1 or self.work_size < 32 or self.min_width < 1:
             raise ValueError("iterations >= 1, work_size >= 32 and min_width >= 1 are required")
+        if self.colour_space not in ("lab", "rgb"):
+            raise ValueError(f"colour_space must be 'lab' or 'rgb', got {self.colour_space!r}")
         if self.connectivity not in (1, 2):
             raise ValueError(f"connectivity must be 1 or 2, got {self.connectivity}")
 
@@ -155,6 +162,15 @@ class _Snap:
     iou: float
     gain: float
     on_edge: float = 0.0
+
+
+def _cut_colours(rgb: np.ndarray, space: str) -> np.ndarray:
+    """The picture in the colour space the cut's colour models work in (8 bits a channel)."""
+    if space == "rgb":
+        return rgb
+    import cv2
+
+    return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB))
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -208,7 +224,9 @@ def _cut(crop: np.ndarray, gc: np.ndarray, iterations: int, work_size: int):
     return out, llr
 
 
-def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptions):
+def _snap_object(colours, grad, coarse_full, others_full, box, area, opts: SnapOptions, log=None):
+    """One object's proposal (``log``: a list that receives every changed piece the cut
+    proposed, for the benchmark's accounting)."""
     shape = coarse_full.shape
     width = int(np.clip(round(opts.band_frac * math.sqrt(max(area, 1))), opts.min_band_px,
                         opts.band_px))  # fmt: skip
@@ -235,7 +253,7 @@ def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptio
     gc[others & ~band] = _BGD
     if not (gc == _BGD).any() or not (gc == _FGD).any() and not (gc == _PR_FGD).any():
         return None
-    res = _cut(rgb[rs, cs], gc, opts.iterations, opts.work_size)
+    res = _cut(colours[rs, cs], gc, opts.iterations, opts.work_size)
     if res is None:
         return None
     snapped, llr = res
@@ -245,9 +263,11 @@ def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptio
         st = np.ones((opts.min_width, opts.min_width), bool)
         add = ndi.binary_opening(add, st)
         drop = ndi.binary_opening(drop, st)
+    if log is not None:
+        log = (log, rs, cs)
     add, drop = (
-        _supported(add, coarse, llr, grad[rs, cs], True, opts),
-        _supported(drop, coarse, llr, grad[rs, cs], False, opts),
+        _supported(add, coarse, llr, grad[rs, cs], True, opts, log),
+        _supported(drop, coarse, llr, grad[rs, cs], False, opts, log),
     )
     mask = (coarse | add) & ~drop
     # keep the object in one piece: the component(s) holding its sure interior
@@ -269,7 +289,7 @@ def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptio
     return _Snap(rs, cs, mask, llr, band, iou, gain, on_edge)
 
 
-def _supported(change, coarse, llr, grad, grows: bool, opts: SnapOptions) -> np.ndarray:
+def _supported(change, coarse, llr, grad, grows: bool, opts: SnapOptions, log=None) -> np.ndarray:
     """The changed pieces that the picture supports: large enough, with confident colour
     evidence (mean |log-likelihood ratio| of the cut's colour models) mostly on the side they
     move to, and a stronger edge along the outline they make than along the drawn one next to
@@ -284,13 +304,18 @@ def _supported(change, coarse, llr, grad, grows: bool, opts: SnapOptions) -> np.
         piece = lab[sl] == k
         n = int(np.count_nonzero(piece))
         ev = llr[sl][piece]
-        if n < opts.min_piece or float(np.abs(ev).mean()) < opts.min_evidence:
-            continue
-        if opts.min_agree > 0 and float(np.mean((ev > 0) == grows)) < opts.min_agree:
-            continue
-        rings = ring_gradients(grad[sl], coarse[sl], piece, grows)
-        if rings is not None and rings[0] >= opts.piece_edge_gain * rings[1]:
+        ok = n >= opts.min_piece and float(np.abs(ev).mean()) >= opts.min_evidence
+        ok = ok and (opts.min_agree <= 0 or float(np.mean((ev > 0) == grows)) >= opts.min_agree)
+        if ok:
+            rings = ring_gradients(grad[sl], coarse[sl], piece, grows)
+            ok = rings is not None and rings[0] >= opts.piece_edge_gain * rings[1]
+        if ok:
             out[sl] |= piece
+        if log is not None:
+            rows, cols = log[1], log[2]
+            r, c = rows.start + sl[0].start, cols.start + sl[1].start
+            at = (slice(r, r + piece.shape[0]), slice(c, c + piece.shape[1]))
+            log[0].append((at, piece, grows, ok))
     return out
 
 
@@ -366,6 +391,7 @@ def snap_labels(
         np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
     )
     grad = grey_gradient(rgb)
+    colours = _cut_colours(rgb, opts.colour_space)
     objs = objects_from_labels(lab, taxonomy=taxonomy, connectivity=opts.connectivity)
     labelled = lab != unl
     results: list[ObjectResult | None] = [None] * len(objs)
@@ -381,7 +407,7 @@ def snap_labels(
             why = "picture without colour: the drawn outline is kept (grey=False)"
             results[i] = ObjectResult(obj.class_id, box, area, KEPT, reason=why)
         else:
-            s = _snap_object(rgb, grad, obj.mask, labelled & ~obj.mask, box, area, opts)
+            s = _snap_object(colours, grad, obj.mask, labelled & ~obj.mask, box, area, opts)
             if s is None:
                 results[i] = ObjectResult(
                     obj.class_id, box, area, KEPT, reason="nothing to cut (no background near)"
