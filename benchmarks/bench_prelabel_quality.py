@@ -188,18 +188,37 @@ def reshaped(data: Path, n: int, split: str = "all"):
         yield out, poly.astype(np.int32), poly * 1, None
 
 
-def piece_accounting(data: Path, split: str, opts: SnapOptions) -> None:
+def piece_accounting(data: Path, split: str, opts: SnapOptions, model=None) -> None:
     """Every piece the unchecked cut proposes on the pets, scored against both truths: pixels
-    moved net to the right side by all pieces, by a perfect choice and by the snap's checks."""
+    moved net to the right side by all pieces, by a perfect choice and by the snap's checks.
+
+    With ``model`` (LiteMedSAM), also the checks with the model as evidence: its logits from
+    the object's box and the coarse mask (one embedding per image), and a piece the colour
+    evidence refused taken anyway when the model's mean logit on it is at least 4 on the side
+    it moves to (and it passes the size, agreement and edge checks); the model's CPU time."""
     from napari_segflow.core.prelabel.refine import grey_gradient
     from napari_segflow.core.prelabel.snap import _cut_colours, _snap_object
     from napari_segflow.core.segment.refine import _as_rgb8
 
     opts = replace(opts, max_on_edge=1.0)  # the cut's pieces on every pet
-    tot = {k: np.zeros(3, int) for k in ("outline", "band ignored")}
+    tot = {k: np.zeros(4, int) for k in ("outline", "band ignored")}
     n = good_refused = bad_taken = images = 0
+    t_model = 0.0
+    loose = replace(opts, min_evidence=0.0)
     for img, t, _, valid in pets(data, 40, split):
         images += 1
+        logits = None
+        if model is not None:
+            from napari_segflow.core.prelabel.refine import _full_logits, coarse_mask_logits
+
+            t0 = time.process_time()
+            emb = model.embed(img)
+            pet = t > 0
+            rows, cols = np.nonzero(pet)
+            box = (rows.min(), cols.min(), rows.max(), cols.max())
+            res = model.predict(emb, box=box, mask_input=coarse_mask_logits(pet, model))
+            logits = _full_logits(model, res.logits, pet.shape)
+            t_model += time.process_time() - t0
         coarse, _ = coarse_polygons(t, t)
         rgb = _as_rgb8(img)
         grad, colours = grey_gradient(rgb), _cut_colours(rgb, opts.colour_space)
@@ -208,22 +227,43 @@ def piece_accounting(data: Path, split: str, opts: SnapOptions) -> None:
             area = int(np.count_nonzero(obj.mask))
             others = (coarse > 0) & ~obj.mask
             _snap_object(colours, grad, obj.mask, others, obj.bbox(), area, opts, log)
-        for at, piece, grows, ok in log:
+        if logits is not None:  # the same cut once more, every check but the colour evidence
+            free: list = []
+            for obj in objects_from_labels(coarse):
+                area = int(np.count_nonzero(obj.mask))
+                others = (coarse > 0) & ~obj.mask
+                _snap_object(colours, grad, obj.mask, others, obj.bbox(), area, loose, free)
+            log = [
+                (
+                    at,
+                    piece,
+                    grows,
+                    ok,
+                    ok or (f and (logits[at][piece] * (1 if grows else -1)).mean() >= 4),
+                )
+                for (at, piece, grows, ok), (_, _, _, f) in zip(log, free, strict=True)
+            ]
+        else:
+            log = [(at, piece, grows, ok, ok) for at, piece, grows, ok in log]
+        for at, piece, grows, ok, ok_model in log:
             sign = 1 if grows else -1
             truth = t[at][piece] > 0
             o = sign * (int(truth.sum()) - int((~truth).sum()))
             v = valid[at][piece]
             i = sign * (int((truth & v).sum()) - int((~truth & v).sum()))
             for key, gain in (("outline", o), ("band ignored", i)):
-                tot[key] += (gain, max(gain, 0), gain if ok else 0)
+                tot[key] += (gain, max(gain, 0), gain if ok else 0, gain if ok_model else 0)
             n += 1
             good_refused += (not ok) and o > 0
             bad_taken += ok and o <= 0
     print(f"pieces the cut proposes on {images} pets ({split}): {n}; "
           f"helpful but refused {good_refused}, harmful but taken {bad_taken}")  # fmt: skip
-    for key, (all_, perfect, checked) in tot.items():
-        print(f"  net pixels to the right side, {key:12s}: all pieces {all_:7d}, "
-              f"perfect choice {perfect:7d}, the snap's checks {checked:7d}")  # fmt: skip
+    for key, (all_, perfect, checked, with_model) in tot.items():
+        line = (f"  net pixels to the right side, {key:12s}: all pieces {all_:7d}, "
+                f"perfect choice {perfect:7d}, the snap's checks {checked:7d}")  # fmt: skip
+        print(line + (f", with the model {with_model:7d}" if model is not None else ""))
+    if model is not None:
+        print(f"  the model: {t_model / max(images, 1):.2f} CPU s per image (embedding + decoder)")
 
 
 def _parse_options(pairs) -> SnapOptions:
@@ -263,15 +303,16 @@ def main(argv=None) -> int:
     data = Path(os.environ.get("SEGFLOW_SHARED_DATA", DATA))
     cv2.setNumThreads(1)
     opts = _parse_options(args.option)
-    if args.pieces:
-        piece_accounting(data, args.split, opts)
-        return 0
     model = None
     if args.with_model:
         from napari_segflow.core.prelabel.refine import prelabel_image
         from napari_segflow.core.segment import load_model
 
-        model = load_model("medsam-lite", device="cpu")
+        # the piece accounting reads the model's own logits, without its colour refinement
+        model = load_model("medsam-lite", device="cpu", refine=False if args.pieces else None)
+    if args.pieces:
+        piece_accounting(data, args.split, opts, model)
+        return 0
     head = f"{'dataset':26s} {'images':>6s} {'objects':>7s} {'polygon':>8s} {'band cut':>8s} "
     head += f"{'snapped':>8s}  {'s/img cut':>9s} {'s/img snap':>10s}  changed/kept"
     print(head + ("   model-gated" if model is not None else ""))

@@ -2,9 +2,9 @@
 
 Each object of a coarse label map (one connected component of one class) gets a colour/edge
 graph cut (GrabCut, Rother et al. 2004, the same cut as
-:func:`napari_segflow.core.segment.refine.refine_mask`) limited to a band around its coarse
-boundary: deep inside stays object, farther out stays background, and the colour models learnt
-from the two decide the band. The other objects' interiors are background to the cut, so
+:func:`napari_segflow.core.segment.refine.refine_mask`, its colour models fitted in CIE L*a*b*)
+limited to a band around its coarse boundary: deep inside stays object, farther out stays
+background, and the colour models learnt from the two decide the band. The other objects' interiors are background to the cut, so
 neighbouring classes compete for the band pixels they share (one pixel, one class); where two
 objects of different classes both claim a pixel, a written conflict rule of the taxonomy that
 names the pair decides (``resolve_to``), otherwise the stronger colour evidence wins.
