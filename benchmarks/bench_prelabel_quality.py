@@ -28,6 +28,7 @@ import argparse
 import csv
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -39,7 +40,7 @@ from scipy import ndimage as ndi
 
 from napari_segflow.core.prelabel.evaluate import polygon_mask, simplify_polygon
 from napari_segflow.core.prelabel.refine import band_mask, mask_iou, objects_from_labels
-from napari_segflow.core.prelabel.snap import snap_labels
+from napari_segflow.core.prelabel.snap import SnapOptions, snap_labels
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -51,17 +52,23 @@ def pet_truth(tri: np.ndarray) -> np.ndarray:
     return (lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1).astype(np.int32)
 
 
-def pets(data: Path, n: int):
+def pets(data: Path, n: int, split: str = "all"):
+    """``(image, instances, classes, valid)`` per pet; ``valid`` is False on the trimap's
+    unknown band (and on pet pieces apart from the main one), for the band-ignored score."""
     root = data / "pets_oxford"
-    for row in list(csv.DictReader(open(root / "manifest.csv")))[:n]:
+    rows = list(csv.DictReader(open(root / "manifest.csv")))
+    rows = [r for r in rows if split == "all" or r["split"] == split]
+    for row in rows[:n]:
         img = np.asarray(Image.open(root / "images" / f"{row['stem']}.jpg").convert("RGB"))
         tri = np.asarray(Image.open(root / "trimaps" / f"{row['stem']}.png"))
         t = pet_truth(tri)
-        yield img, t, t
+        valid = (tri != 3) & ~((tri == 1) & (t == 0))
+        yield img, t, t, valid
 
 
-def datasets(data: Path, full: bool) -> dict:
-    """``{name: [(image, instances, classes), ...]}`` from the shared real data."""
+def datasets(data: Path, full: bool, split: str = "all") -> dict:
+    """``{name: [(image, instances, classes, valid), ...]}`` from the shared real data
+    (``valid``: None, or where the truth is known)."""
     img = tifffile.imread(data / "nuclei_dsb2018" / "img2d.tif")
     inst = tifffile.imread(data / "nuclei_dsb2018" / "mask2d.tif")
     pan = tifffile.imread(data / "spacenet_atlanta" / "sample_geotiff.tif")
@@ -72,11 +79,13 @@ def datasets(data: Path, full: bool) -> dict:
     n, s = (512, 900) if full else (256, 450)
     slices = range(seg.shape[2]) if full else (10, 19)
     return {
-        "pets (Oxford-IIIT)": list(pets(data, 40 if full else 12)),
-        "buildings (SpaceNet)": [(pan[:s, :s], buildings[:s, :s], (buildings[:s, :s] > 0) * 1)],
-        "nuclei (DSB 2018)": [(img[:n, :n], inst[:n, :n], (inst[:n, :n] > 0) * 1)],
+        "pets (Oxford-IIIT)": list(pets(data, 40 if full else 12, split)),
+        "buildings (SpaceNet)": [
+            (pan[:s, :s], buildings[:s, :s], (buildings[:s, :s] > 0) * 1, None)
+        ],
+        "nuclei (DSB 2018)": [(img[:n, :n], inst[:n, :n], (inst[:n, :n] > 0) * 1, None)],
         "abdomen MR slices": [
-            (mr[:, :, z], seg[:, :, z].astype(np.int32), seg[:, :, z].astype(np.int32))
+            (mr[:, :, z], seg[:, :, z].astype(np.int32), seg[:, :, z].astype(np.int32), None)
             for z in slices
             if seg[:, :, z].any()
         ],
@@ -126,13 +135,15 @@ def band_cut(image, coarse, *, band=8, margin=16):
     return out
 
 
-def score(inst, classes, labels, kept):
+def score(inst, classes, labels, kept, valid=None):
+    """Per-object IoU in the object's box grown by 3 px; only on ``valid`` pixels if given."""
     out = []
     for i, c in kept:
         rows, cols = np.nonzero(inst == i)
         sl = (slice(max(rows.min() - 3, 0), rows.max() + 4),
               slice(max(cols.min() - 3, 0), cols.max() + 4))  # fmt: skip
-        out.append(mask_iou(labels[sl] == c, classes[sl] == c))
+        v = np.ones(labels[sl].shape, bool) if valid is None else valid[sl]
+        out.append(mask_iou((labels[sl] == c) & v, (classes[sl] == c) & v))
     return out
 
 
@@ -142,7 +153,7 @@ def mosaic(data: Path):
     coarse = np.zeros((1024, 1024), np.uint8)
     cells = list(pets(data, 30))
     h, w = 1024 // 6, 1024 // 5
-    for k, (img, t, _) in enumerate(cells):
+    for k, (img, t, _, _) in enumerate(cells):
         r, c = divmod(k, 5)
         im = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
         tm = cv2.resize(t.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
@@ -154,56 +165,207 @@ def mosaic(data: Path):
     return canvas, coarse
 
 
+def reshaped(data: Path, n: int, split: str = "all"):
+    """Photographs whose object IS its polygon (the COCO-MVal case, where the truth was drawn
+    as a polygon): each pet photo with its pet reshaped to the pet's 15-vertex polygon. The
+    background the polygon takes in is filled from the nearest pet pixel, the pet outside it
+    from the nearest background pixel, both taken 3 px away from the pet's outline (real colours
+    of the same photo on either side of the polygon). Truth: the polygon; coarse input: the polygon simplified once more (as for every
+    set), so the polygon column is nearly 1 and a snap can only lose."""
+    for img, t, _, _ in pets(data, n, split):
+        pet = t > 0
+        poly = polygon_mask(simplify_polygon(pet, 15), t.shape)
+        # sources 3 px from the outline: its blended pixels would smear along the fill
+        inner = ndi.binary_erosion(pet, iterations=3)
+        outer = ~ndi.binary_dilation(pet, iterations=3)
+        _, near_pet = ndi.distance_transform_edt(~inner, return_indices=True)
+        _, near_bg = ndi.distance_transform_edt(~outer, return_indices=True)
+        out = img.copy()
+        fill = poly & ~pet
+        out[fill] = img[near_pet[0][fill], near_pet[1][fill]]
+        fill = pet & ~poly
+        out[fill] = img[near_bg[0][fill], near_bg[1][fill]]
+        yield out, poly.astype(np.int32), poly * 1, None
+
+
+def piece_accounting(data: Path, split: str, opts: SnapOptions, model=None) -> None:
+    """Every piece the unchecked cut proposes on the pets, scored against both truths: pixels
+    moved net to the right side by all pieces, by a perfect choice and by the snap's checks.
+
+    With ``model`` (LiteMedSAM), also the checks with the model as evidence: its logits from
+    the object's box and the coarse mask (one embedding per image), and a piece the colour
+    evidence refused taken anyway when the model's mean logit on it is at least 4 on the side
+    it moves to (and it passes the size, agreement and edge checks); the model's CPU time."""
+    from napari_segflow.core.prelabel.refine import grey_gradient
+    from napari_segflow.core.prelabel.snap import _cut_colours, _snap_object
+    from napari_segflow.core.segment.refine import _as_rgb8
+
+    opts = replace(opts, max_on_edge=1.0)  # the cut's pieces on every pet
+    tot = {k: np.zeros(4, int) for k in ("outline", "band ignored")}
+    n = good_refused = bad_taken = images = 0
+    t_model = 0.0
+    loose = replace(opts, min_evidence=0.0)
+    for img, t, _, valid in pets(data, 40, split):
+        images += 1
+        logits = None
+        if model is not None:
+            from napari_segflow.core.prelabel.refine import _full_logits, coarse_mask_logits
+
+            t0 = time.process_time()
+            emb = model.embed(img)
+            pet = t > 0
+            rows, cols = np.nonzero(pet)
+            box = (rows.min(), cols.min(), rows.max(), cols.max())
+            res = model.predict(emb, box=box, mask_input=coarse_mask_logits(pet, model))
+            logits = _full_logits(model, res.logits, pet.shape)
+            t_model += time.process_time() - t0
+        coarse, _ = coarse_polygons(t, t)
+        rgb = _as_rgb8(img)
+        grad, colours = grey_gradient(rgb), _cut_colours(rgb, opts.colour_space)
+        log: list = []
+        for obj in objects_from_labels(coarse):
+            area = int(np.count_nonzero(obj.mask))
+            others = (coarse > 0) & ~obj.mask
+            _snap_object(colours, grad, obj.mask, others, obj.bbox(), area, opts, log)
+        if logits is not None:  # the same cut once more, every check but the colour evidence
+            free: list = []
+            for obj in objects_from_labels(coarse):
+                area = int(np.count_nonzero(obj.mask))
+                others = (coarse > 0) & ~obj.mask
+                _snap_object(colours, grad, obj.mask, others, obj.bbox(), area, loose, free)
+            log = [
+                (
+                    at,
+                    piece,
+                    grows,
+                    ok,
+                    ok or (f and (logits[at][piece] * (1 if grows else -1)).mean() >= 4),
+                )
+                for (at, piece, grows, ok), (_, _, _, f) in zip(log, free, strict=True)
+            ]
+        else:
+            log = [(at, piece, grows, ok, ok) for at, piece, grows, ok in log]
+        for at, piece, grows, ok, ok_model in log:
+            sign = 1 if grows else -1
+            truth = t[at][piece] > 0
+            o = sign * (int(truth.sum()) - int((~truth).sum()))
+            v = valid[at][piece]
+            i = sign * (int((truth & v).sum()) - int((~truth & v).sum()))
+            for key, gain in (("outline", o), ("band ignored", i)):
+                tot[key] += (gain, max(gain, 0), gain if ok else 0, gain if ok_model else 0)
+            n += 1
+            good_refused += (not ok) and o > 0
+            bad_taken += ok and o <= 0
+    print(f"pieces the cut proposes on {images} pets ({split}): {n}; "
+          f"helpful but refused {good_refused}, harmful but taken {bad_taken}")  # fmt: skip
+    for key, (all_, perfect, checked, with_model) in tot.items():
+        line = (f"  net pixels to the right side, {key:12s}: all pieces {all_:7d}, "
+                f"perfect choice {perfect:7d}, the snap's checks {checked:7d}")  # fmt: skip
+        print(line + (f", with the model {with_model:7d}" if model is not None else ""))
+    if model is not None:
+        print(f"  the model: {t_model / max(images, 1):.2f} CPU s per image (embedding + decoder)")
+
+
+def _parse_options(pairs) -> SnapOptions:
+    kw = {}
+    fields = SnapOptions.__dataclass_fields__
+    for pair in pairs or ():
+        key, _, val = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"bench: error: unknown SnapOptions field {key!r}")
+        kind = type(getattr(SnapOptions(), key))
+        kw[key] = val.lower() in ("1", "true", "yes") if kind is bool else kind(val)
+    return SnapOptions(**kw)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="all pets, whole images, every slice")
     ap.add_argument("--with-model", action="store_true", help="also the model-gated refiner")
+    ap.add_argument(
+        "--split", choices=("all", "trainval", "test"), default="all",
+        help="which official split of the pets (tune on trainval, report on test)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--sets", nargs="*", default=None,
+        help="only these datasets (words of their names, e.g. pets pasted)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--option", action="append", metavar="KEY=VALUE",
+        help="a SnapOptions field for the snap (repeatable), e.g. --option band_px=12",
+    )  # fmt: skip
+    ap.add_argument("--no-mosaic", action="store_true", help="skip the 1024 x 1024 timing")
+    ap.add_argument(
+        "--pieces", action="store_true",
+        help="only the accounting of the cut's pieces on the pets (of --split)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     data = Path(os.environ.get("SEGFLOW_SHARED_DATA", DATA))
     cv2.setNumThreads(1)
+    opts = _parse_options(args.option)
     model = None
     if args.with_model:
         from napari_segflow.core.prelabel.refine import prelabel_image
         from napari_segflow.core.segment import load_model
 
-        model = load_model("medsam-lite", device="cpu")
-    head = f"{'dataset':22s} {'images':>6s} {'objects':>7s} {'polygon':>8s} {'band cut':>8s} "
+        # the piece accounting reads the model's own logits, without its colour refinement
+        model = load_model("medsam-lite", device="cpu", refine=False if args.pieces else None)
+    if args.pieces:
+        piece_accounting(data, args.split, opts, model)
+        return 0
+    head = f"{'dataset':26s} {'images':>6s} {'objects':>7s} {'polygon':>8s} {'band cut':>8s} "
     head += f"{'snapped':>8s}  {'s/img cut':>9s} {'s/img snap':>10s}  changed/kept"
     print(head + ("   model-gated" if model is not None else ""))
-    for name, items in datasets(data, args.full).items():
-        poly, cut, snap, t_cut, t_snap, gated = [], [], [], 0.0, 0.0, []
+    sets = datasets(data, args.full, args.split)
+    sets["pets reshaped as polygons"] = list(reshaped(data, 40 if args.full else 12, args.split))
+    for name, items in sets.items():
+        if args.sets and not any(w.lower() in name.lower() for w in args.sets):
+            continue
+        scored = {"": ([], [], [], [])}
+        if items and items[0][3] is not None:
+            scored["  band ignored"] = ([], [], [], [])
+        t_cut = t_snap = 0.0
         changed = kept_n = 0
-        for img, inst, classes in items:
+        for img, inst, classes, valid in items:
             coarse, kept = coarse_polygons(inst, classes)
             if not kept:
                 continue
-            poly += score(inst, classes, coarse, kept)
             t0 = time.process_time()
             bc = band_cut(img, coarse)
             t_cut += time.process_time() - t0
-            cut += score(inst, classes, bc, kept)
             t0 = time.process_time()
-            res = snap_labels(img, coarse)
+            res = snap_labels(img, coarse, options=opts)
             t_snap += time.process_time() - t0
-            snap += score(inst, classes, res.labels, kept)
             counts = res.counts()
             changed += counts.get("refined", 0)
             kept_n += counts.get("kept", 0)
+            gated = None
             if model is not None:
-                g = prelabel_image(img, model, coarse=coarse)
-                gated += score(inst, classes, g.labels, kept)
-        n = len(items)
-        line = (
-            f"{name:22s} {n:6d} {len(poly):7d} {np.mean(poly):8.4f} {np.mean(cut):8.4f} "
-            f"{np.mean(snap):8.4f}  {t_cut / n:9.2f} {t_snap / n:10.2f}  {changed}/{kept_n}"
-        )
-        print(line + (f"   {np.mean(gated):.4f}" if model is not None else ""), flush=True)
+                gated = prelabel_image(img, model, coarse=coarse).labels
+            for suffix, (poly, cut, snap, gate) in scored.items():
+                v = valid if suffix else None
+                poly += score(inst, classes, coarse, kept, v)
+                cut += score(inst, classes, bc, kept, v)
+                snap += score(inst, classes, res.labels, kept, v)
+                if gated is not None:
+                    gate += score(inst, classes, gated, kept, v)
+        n = max(len(items), 1)
+        for suffix, (poly, cut, snap, gate) in scored.items():
+            label = (name + suffix) if not suffix else suffix.strip()
+            line = (
+                f"{label:26s} {len(items):6d} {len(poly):7d} {np.mean(poly):8.4f} "
+                f"{np.mean(cut):8.4f} {np.mean(snap):8.4f}  {t_cut / n:9.2f} {t_snap / n:10.2f}"
+                f"  {changed}/{kept_n}"
+            )
+            print(line + (f"   {np.mean(gate):.4f}" if gate else ""), flush=True)
+    if args.no_mosaic:
+        return 0
     canvas, coarse = mosaic(data)
     t0 = time.process_time()
     band_cut(canvas, coarse)
     t_cut = time.process_time() - t0
     t0, w0 = time.process_time(), time.perf_counter()
-    res = snap_labels(canvas, coarse)
+    res = snap_labels(canvas, coarse, options=opts)
     t_snap, w_snap = time.process_time() - t0, time.perf_counter() - w0
     print(
         f"1024 x 1024, {len(res.objects)} objects, one thread: band cut {t_cut:.2f} CPU s, "

@@ -2,14 +2,17 @@
 
 Each object of a coarse label map (one connected component of one class) gets a colour/edge
 graph cut (GrabCut, Rother et al. 2004, the same cut as
-:func:`napari_segflow.core.segment.refine.refine_mask`) limited to a band around its coarse
-boundary: deep inside stays object, farther out stays background, and the colour models learnt
-from the two decide the band. The other objects' interiors are background to the cut, so
+:func:`napari_segflow.core.segment.refine.refine_mask`, its colour models fitted in CIE L*a*b*)
+limited to a band around its coarse boundary: deep inside stays object, farther out stays
+background, and the colour models learnt from the two decide the band. The other objects' interiors are background to the cut, so
 neighbouring classes compete for the band pixels they share (one pixel, one class); where two
 objects of different classes both claim a pixel, a written conflict rule of the taxonomy that
 names the pair decides (``resolve_to``), otherwise the stronger colour evidence wins.
 
-A snapped outline replaces the coarse one only when it passes a check validated on real data
+An object whose drawn outline already lies on the picture's edges over more than
+``max_on_edge`` of its length is not cut at all: it is taken as exact (a polygon drawn along the
+object), kept and flagged. Otherwise a snapped outline replaces the coarse one only when it
+passes a check validated on real data
 (docs/prelabel.md): changes thinner than ``min_width`` are dropped (a one-pixel shift along a
 drawn edge is a convention, not a mistake), the snapped region must keep most of the coarse one
 (``min_iou``: a cut that leaked into similar background or lost the object is refused), and the
@@ -71,6 +74,10 @@ class SnapOptions:
         Background beyond the band that the colour model learns from.
     iterations : int
         GrabCut iterations.
+    colour_space : str
+        ``"lab"`` (CIE L*a*b*, 8-bit) or ``"rgb"``: where the cut's colour models (Gaussian
+        mixtures) are fitted. On the 17 trainval pets L*a*b* gave 0.9401 against 0.9386 in RGB
+        (band ignored 0.9965 against 0.9958) with the same thresholds.
     work_size : int
         Crops whose longest side exceeds this are cut at that size, and the band is then decided
         at full resolution by the cut's colour models (time).
@@ -94,6 +101,12 @@ class SnapOptions:
     edge_gain : float
         ... and the mean gradient along its outline must be at least this times that along the
         coarse outline (measured where the two differ).
+    max_on_edge : float
+        An object is not snapped at all when more than this fraction of its drawn outline lies
+        on the picture's edge (the gradient there is stronger than anywhere 2-4 px inside or
+        outside it nearby): the outline is already exact (a polygon drawn along the object),
+        and a cut would only move it onto texture. 15-vertex polygons of the pets have 2-14 %
+        of their outline on an edge, the same pets reshaped to be their polygons 11-53 %.
     connectivity : int
         1 (4-connected) or 2 (8-connected) objects.
     grey : bool
@@ -107,6 +120,7 @@ class SnapOptions:
     min_band_px: int = 2
     context_px: int = 16
     iterations: int = 3
+    colour_space: str = "lab"
     work_size: int = 200
     min_width: int = 3
     min_piece: int = 20
@@ -115,6 +129,7 @@ class SnapOptions:
     min_agree: float = 0.7
     min_iou: float = 0.8
     edge_gain: float = 1.0
+    max_on_edge: float = 0.10
     connectivity: int = 2
     grey: bool = False
 
@@ -125,6 +140,8 @@ class SnapOptions:
             raise ValueError(f"min_iou must be in 0..1, got {self.min_iou}")
         if self.iterations < 1 or self.work_size < 32 or self.min_width < 1:
             raise ValueError("iterations >= 1, work_size >= 32 and min_width >= 1 are required")
+        if self.colour_space not in ("lab", "rgb"):
+            raise ValueError(f"colour_space must be 'lab' or 'rgb', got {self.colour_space!r}")
         if self.connectivity not in (1, 2):
             raise ValueError(f"connectivity must be 1 or 2, got {self.connectivity}")
 
@@ -144,10 +161,30 @@ class _Snap:
     band: np.ndarray
     iou: float
     gain: float
+    on_edge: float = 0.0
+
+
+def _cut_colours(rgb: np.ndarray, space: str) -> np.ndarray:
+    """The picture in the colour space the cut's colour models work in (8 bits a channel)."""
+    if space == "rgb":
+        return rgb
+    import cv2
+
+    return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB))
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndi.binary_erosion(mask, border_value=1)
+
+
+def _on_edge(grad: np.ndarray, mask: np.ndarray, outline: np.ndarray) -> np.ndarray:
+    """Outline pixels where the gradient is stronger than anywhere 2-4 px inside or outside
+    the region within a 9 x 9 window: the drawn line lies on the picture's edge there."""
+    din = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    dout = ndi.distance_transform_edt(np.pad(~mask, 1, constant_values=True))[1:-1, 1:-1]
+    ring = ((din >= 2) & (din <= 4)) | ((dout >= 2) & (dout <= 4))
+    near = ndi.maximum_filter(np.where(ring, grad, 0), size=9)
+    return outline & (grad > near)
 
 
 def _cut(crop: np.ndarray, gc: np.ndarray, iterations: int, work_size: int):
@@ -187,7 +224,9 @@ def _cut(crop: np.ndarray, gc: np.ndarray, iterations: int, work_size: int):
     return out, llr
 
 
-def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptions):
+def _snap_object(colours, grad, coarse_full, others_full, box, area, opts: SnapOptions, log=None):
+    """One object's proposal (``log``: a list that receives every changed piece the cut
+    proposed, for the benchmark's accounting)."""
     shape = coarse_full.shape
     width = int(np.clip(round(opts.band_frac * math.sqrt(max(area, 1))), opts.min_band_px,
                         opts.band_px))  # fmt: skip
@@ -200,6 +239,12 @@ def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptio
     depth = float(ndi.distance_transform_edt(np.pad(coarse, 1))[1:-1, 1:-1].max())
     width = max(1, min(width, int(depth // 2)))
     band = band_mask(coarse, width)
+    g = grad[rs, cs]
+    line = _outline(coarse)
+    on_edge = float(np.count_nonzero(_on_edge(g, coarse, line)) / max(np.count_nonzero(line), 1))
+    if on_edge > opts.max_on_edge:
+        # the drawn outline already follows the picture's edges: an exact polygon, no cut
+        return _Snap(rs, cs, coarse, np.zeros(coarse.shape, np.float32), band, 1.0, 1.0, on_edge)
     gc = np.where(coarse, _FGD, _BGD).astype(np.uint8)
     gc[band & coarse] = _PR_FGD
     gc[band & ~coarse] = _PR_BGD
@@ -208,7 +253,7 @@ def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptio
     gc[others & ~band] = _BGD
     if not (gc == _BGD).any() or not (gc == _FGD).any() and not (gc == _PR_FGD).any():
         return None
-    res = _cut(rgb[rs, cs], gc, opts.iterations, opts.work_size)
+    res = _cut(colours[rs, cs], gc, opts.iterations, opts.work_size)
     if res is None:
         return None
     snapped, llr = res
@@ -218,9 +263,11 @@ def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptio
         st = np.ones((opts.min_width, opts.min_width), bool)
         add = ndi.binary_opening(add, st)
         drop = ndi.binary_opening(drop, st)
+    if log is not None:
+        log = (log, rs, cs)
     add, drop = (
-        _supported(add, coarse, llr, grad[rs, cs], True, opts),
-        _supported(drop, coarse, llr, grad[rs, cs], False, opts),
+        _supported(add, coarse, llr, grad[rs, cs], True, opts, log),
+        _supported(drop, coarse, llr, grad[rs, cs], False, opts, log),
     )
     mask = (coarse | add) & ~drop
     # keep the object in one piece: the component(s) holding its sure interior
@@ -235,15 +282,14 @@ def _snap_object(rgb, grad, coarse_full, others_full, box, area, opts: SnapOptio
     changed = mask ^ coarse
     if changed.any():
         near = ndi.binary_dilation(changed, np.ones((3, 3), bool), iterations=2)
-        g = grad[rs, cs]
-        old = _outline(coarse) & near
+        old = line & near
         new = _outline(mask) & near
         if old.any() and new.any():
             gain = float(g[new].mean() / max(g[old].mean(), 1e-6))
-    return _Snap(rs, cs, mask, llr, band, iou, gain)
+    return _Snap(rs, cs, mask, llr, band, iou, gain, on_edge)
 
 
-def _supported(change, coarse, llr, grad, grows: bool, opts: SnapOptions) -> np.ndarray:
+def _supported(change, coarse, llr, grad, grows: bool, opts: SnapOptions, log=None) -> np.ndarray:
     """The changed pieces that the picture supports: large enough, with confident colour
     evidence (mean |log-likelihood ratio| of the cut's colour models) mostly on the side they
     move to, and a stronger edge along the outline they make than along the drawn one next to
@@ -258,13 +304,18 @@ def _supported(change, coarse, llr, grad, grows: bool, opts: SnapOptions) -> np.
         piece = lab[sl] == k
         n = int(np.count_nonzero(piece))
         ev = llr[sl][piece]
-        if n < opts.min_piece or float(np.abs(ev).mean()) < opts.min_evidence:
-            continue
-        if opts.min_agree > 0 and float(np.mean((ev > 0) == grows)) < opts.min_agree:
-            continue
-        rings = ring_gradients(grad[sl], coarse[sl], piece, grows)
-        if rings is not None and rings[0] >= opts.piece_edge_gain * rings[1]:
+        ok = n >= opts.min_piece and float(np.abs(ev).mean()) >= opts.min_evidence
+        ok = ok and (opts.min_agree <= 0 or float(np.mean((ev > 0) == grows)) >= opts.min_agree)
+        if ok:
+            rings = ring_gradients(grad[sl], coarse[sl], piece, grows)
+            ok = rings is not None and rings[0] >= opts.piece_edge_gain * rings[1]
+        if ok:
             out[sl] |= piece
+        if log is not None:
+            rows, cols = log[1], log[2]
+            r, c = rows.start + sl[0].start, cols.start + sl[1].start
+            at = (slice(r, r + piece.shape[0]), slice(c, c + piece.shape[1]))
+            log[0].append((at, piece, grows, ok))
     return out
 
 
@@ -305,17 +356,24 @@ def snap_labels(
 
     Examples
     --------
-    A red square on grey noise, drawn 3 pixels too small on two sides, snaps to its edges:
+    A red square on grey noise, drawn 3 pixels too small on every side, snaps to its edges:
 
     >>> rng = np.random.default_rng(0)
-    >>> img = rng.integers(90, 130, (64, 64, 3)).astype(np.uint8)
-    >>> img[16:48, 16:48] = rng.integers(0, 30, (32, 32, 3)) + np.array([200, 0, 0], np.uint8)
-    >>> rough = np.zeros((64, 64), np.uint8); rough[19:48, 19:48] = 1
+    >>> img = rng.integers(90, 130, (96, 96, 3)).astype(np.uint8)
+    >>> img[16:80, 16:80] = rng.integers(0, 30, (64, 64, 3)) + np.array([200, 0, 0], np.uint8)
+    >>> rough = np.zeros((96, 96), np.uint8); rough[19:77, 19:77] = 1
     >>> out = snap_labels(img, rough)
-    >>> int(np.count_nonzero(out.labels[16:48, 16:48] == 1)), int(out.labels.sum())
-    (1024, 1024)
+    >>> int(np.count_nonzero(out.labels[16:80, 16:80] == 1)), int(out.labels.sum())
+    (4096, 4096)
     >>> out.counts()
     {'refined': 1}
+
+    Drawn along two of its edges, the outline counts as exact and stays (flagged):
+
+    >>> rough = np.zeros((96, 96), np.uint8); rough[19:80, 19:80] = 1
+    >>> out = snap_labels(img, rough)
+    >>> out.counts(), out.objects[0].reason
+    ({'kept': 1}, "the drawn outline already follows the picture's edges (49% of it > 10%)")
     """
     opts = options or SnapOptions()
     img = np.asarray(image)
@@ -333,6 +391,7 @@ def snap_labels(
         np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
     )
     grad = grey_gradient(rgb)
+    colours = _cut_colours(rgb, opts.colour_space)
     objs = objects_from_labels(lab, taxonomy=taxonomy, connectivity=opts.connectivity)
     labelled = lab != unl
     results: list[ObjectResult | None] = [None] * len(objs)
@@ -348,11 +407,17 @@ def snap_labels(
             why = "picture without colour: the drawn outline is kept (grey=False)"
             results[i] = ObjectResult(obj.class_id, box, area, KEPT, reason=why)
         else:
-            s = _snap_object(rgb, grad, obj.mask, labelled & ~obj.mask, box, area, opts)
+            s = _snap_object(colours, grad, obj.mask, labelled & ~obj.mask, box, area, opts)
             if s is None:
                 results[i] = ObjectResult(
                     obj.class_id, box, area, KEPT, reason="nothing to cut (no background near)"
                 )
+            elif s.on_edge > opts.max_on_edge:
+                results[i] = ObjectResult(
+                    obj.class_id, box, area, KEPT, 1.0, 1.0,
+                    reason=f"the drawn outline already follows the picture's edges "
+                    f"({s.on_edge:.0%} of it > {opts.max_on_edge:.0%})",
+                )  # fmt: skip
             elif s.iou < opts.min_iou:
                 results[i] = ObjectResult(
                     obj.class_id, box, area, KEPT, s.gain, s.iou,
