@@ -13,10 +13,11 @@ import numpy as np
 from napari_segflow.core.segment._base import CachedModel, image_of, make_result
 from napari_segflow.core.segment.clicks import (
     apply_clicks,
-    box_for_click,
     finish_mask,
+    frame_strength,
     keep_local,
     merge_regrown,
+    pick_click_box,
     regrow_box,
 )
 from napari_segflow.core.segment.coords import ModelPrompts, to_model_prompts
@@ -39,7 +40,7 @@ class MedSAMLite(CachedModel):
 
     It was trained on box prompts only, and feeding clicks to its prompt encoder makes masks
     worse (measured, see docs/segmentation.md), so clicks never reach the network: a first
-    click alone is turned into a box (:func:`~napari_segflow.core.segment.clicks.box_for_click`),
+    click alone is turned into a box (:func:`~napari_segflow.core.segment.clicks.pick_click_box`),
     and clicks edit the box prediction around where they land. With ``refine`` (the default)
     every mask is fitted to the image by
     :func:`~napari_segflow.core.segment.refine.refine_mask`, clicks acting as hard constraints;
@@ -183,13 +184,14 @@ class MedSAMLite(CachedModel):
                     "the first click on an object must be positive: click inside the object "
                     "(or draw a box)"
                 )
-            box = box_for_click(
-                lambda b: (lambda f, _l, s: (f[0], s[0]))(*self._box_logits(emb, b, False)),
-                pos[0],
-                (h, w),
-                image=image_of(emb),
-            )
-        full, low, iou = self._box_logits(emb, box, multimask)
+            box, chosen = self._box_for_click(emb, pos[0])
+            if multimask:
+                full, low, iou = self._box_logits(emb, box, multimask)
+            else:
+                # the winner's own answer: decoding its shrunk box again measured no better
+                full, low, iou = chosen
+        else:
+            full, low, iou = self._box_logits(emb, box, multimask)
         if prompts.box is not None and not _beyond(prompts, box):
             # clicks inside a drawn box edit its answer; only clicks beyond it re-ask the model
             # (re-asking for clicks inside cost 0.025 IoU on nuclei: neighbours came in)
@@ -200,6 +202,60 @@ class MedSAMLite(CachedModel):
             [self._finish(emb, f, prompts, b) for f, b in zip(full, box, strict=True)]
         )
         return self._remember(emb, prompts, make_result(masks, iou, low))
+
+    def _box_for_click(self, emb: Embedding, point_xy):
+        """A lone first click's box and the chosen tried box's answer (full, low, scores).
+
+        The tried boxes are judged on their 256 px logits (:func:`pick_click_box`); only the
+        winner is brought to full size.
+        """
+        h, w = emb.image_shape
+        nh, nw = _resized_shape(h, w)
+        answers = []
+
+        def decode(b):
+            answer = self._box_logits(emb, b, False, full_size=False)
+            answers.append(answer)
+            return answer[1][0, :nh, :nw], float(answer[2][0])
+
+        choice = pick_click_box(
+            decode,
+            point_xy,
+            (h, w),
+            frame_scale=_SIZE / max(h, w),
+            strength=self._frame_strength(emb),
+        )
+        full, low, iou = answers[choice.index]
+        if full is None:
+            full = self._full_size(low, (h, w))
+        return choice.box, (full, low, iou)
+
+    def _frame_strength(self, emb: Embedding) -> np.ndarray | None:
+        """The picture's edge strength in the 256 px frame, computed once per embedding."""
+        kept = getattr(self, "_strength", None)
+        if kept is not None and kept[0] == emb.key:
+            return kept[1]
+        image = image_of(emb)
+        if image is None:
+            return None
+        strength = frame_strength(image, _resized_shape(*emb.image_shape))
+        self._strength = (emb.key, strength)
+        return strength
+
+    @staticmethod
+    def _full_size(low: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Low-res logits (K, 256, 256) -> logits (K, H, W) at the image size."""
+        import torch
+        import torch.nn.functional as F
+
+        nh, nw = _resized_shape(*shape)
+        with torch.inference_mode():
+            return F.interpolate(
+                torch.from_numpy(np.ascontiguousarray(low[None, :, :nh, :nw])),
+                size=shape,
+                mode="bilinear",
+                align_corners=False,
+            )[0].numpy()
 
     def _remember(self, emb: Embedding, prompts: ModelPrompts, res: SegmentationResult):
         """Keep the last answer to clicks, so the next click edits it only around itself."""
@@ -218,8 +274,14 @@ class MedSAMLite(CachedModel):
         )
         return last[3] if same else None
 
-    def _box_logits(self, emb: Embedding, box, multimask: bool, *, zoom: bool = True):
-        """Decode one XYXY box: full-size logits (K, H, W), low-res logits (K, 256, 256), scores."""
+    def _box_logits(
+        self, emb: Embedding, box, multimask: bool, *, zoom: bool = True, full_size: bool = True
+    ):
+        """Decode one XYXY box: full-size logits (K, H, W), low-res logits (K, 256, 256), scores.
+
+        ``full_size=False`` leaves the full-size logits out (None) where they would cost an
+        upsampling (the first click's candidates are judged at 256 px).
+        """
         import torch
         import torch.nn.functional as F
 
@@ -235,16 +297,15 @@ class MedSAMLite(CachedModel):
         low, iou = self._decode_boxes(
             emb.features["image_embed"], np.asarray(box, np.float64) * scale, multimask
         )
-        with torch.inference_mode():
-            full = F.interpolate(
-                low[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False
-            )
+        full = None
+        if full_size:
+            with torch.inference_mode():
+                full = F.interpolate(
+                    low[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False
+                )[0]
+            full = full.float().cpu().numpy()
         low = torch.clamp(low, -32.0, 32.0)
-        return (
-            full[0].float().cpu().numpy(),
-            low[0].float().cpu().numpy(),
-            iou[0].float().cpu().numpy(),
-        )
+        return full, low[0].float().cpu().numpy(), iou[0].float().cpu().numpy()
 
     def _zoomed_logits(self, emb: Embedding, box, multimask: bool, window):
         """:meth:`_box_logits` on a re-embedded crop (cached per crop), back in the full frame."""
@@ -304,10 +365,10 @@ def _edit_earlier(
     low = torch.from_numpy(np.ascontiguousarray(mask_input[None, :, : resized[0], : resized[1]]))
     full = F.interpolate(low, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
     mask = full > 0
-    ys, xs = np.nonzero(mask)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     pos = prompts.points[prompts.labels == 1]
-    xs = np.concatenate([xs, pos[:, 0]])
-    ys = np.concatenate([ys, pos[:, 1]])
+    xs = np.concatenate([cols[[0, -1]] if cols.size else cols, pos[:, 0]])
+    ys = np.concatenate([rows[[0, -1]] if rows.size else rows, pos[:, 1]])
     if xs.size == 0:
         raise ValueError("mask_input is empty and there is no positive click to place a box")
     box = (xs.min(), ys.min(), xs.max(), ys.max())
