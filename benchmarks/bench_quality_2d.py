@@ -167,7 +167,11 @@ def _before_box_for_click(model, emb, point_xy):
 
 #: the first-click rule and cut settings before this benchmark's last change
 BEFORE_FIRST_CLICK = clicks.FirstClickRule(
-    fractions=(0.06, 0.15, 0.3, 0.5, 0.75, 1.0), edge_penalty=0.25, outline_weight=0.05
+    fractions=(0.06, 0.15, 0.3, 0.5, 0.75, 1.0),
+    edge_penalty=0.25,
+    outline_weight=0.05,
+    stop_edge=None,
+    stop_score=None,
 )
 CLICK_REFINE = clicks.CLICK_REFINE
 BEFORE_BOX_REFINE = RefineOptions()

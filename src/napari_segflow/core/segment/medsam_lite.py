@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_segflow.core.segment import clicks
 from napari_segflow.core.segment._base import CachedModel, image_of, make_result
 from napari_segflow.core.segment.clicks import (
     apply_clicks,
+    box_iou,
     finish_mask,
     frame_strength,
     keep_local,
@@ -185,10 +187,9 @@ class MedSAMLite(CachedModel):
                     "(or draw a box)"
                 )
             box, chosen = self._box_for_click(emb, pos[0])
-            if multimask:
+            if chosen is None or multimask:
                 full, low, iou = self._box_logits(emb, box, multimask)
             else:
-                # the winner's own answer: decoding its shrunk box again measured no better
                 full, low, iou = chosen
         else:
             full, low, iou = self._box_logits(emb, box, multimask)
@@ -204,10 +205,11 @@ class MedSAMLite(CachedModel):
         return self._remember(emb, prompts, make_result(masks, iou, low))
 
     def _box_for_click(self, emb: Embedding, point_xy):
-        """A lone first click's box and the chosen tried box's answer (full, low, scores).
+        """A lone first click's box, and the winner's answer (full, low, scores) or None.
 
-        The tried boxes are judged on their 256 px logits (:func:`pick_click_box`); only the
-        winner is brought to full size.
+        The tried boxes are judged on their 256 px logits (:func:`pick_click_box`); the
+        winner's answer is brought to full size and reused when the box shrunk to its mask is
+        close to the tried box (``FirstClickRule.reuse_iou``), else None: decode the box.
         """
         h, w = emb.image_shape
         nh, nw = _resized_shape(h, w)
@@ -218,13 +220,17 @@ class MedSAMLite(CachedModel):
             answers.append(answer)
             return answer[1][0, :nh, :nw], float(answer[2][0])
 
+        rule = clicks.FIRST_CLICK
         choice = pick_click_box(
             decode,
             point_xy,
             (h, w),
             frame_scale=_SIZE / max(h, w),
             strength=self._frame_strength(emb),
+            rule=rule,
         )
+        if box_iou(choice.box, choice.tried[choice.index]) < rule.reuse_iou:
+            return choice.box, None
         full, low, iou = answers[choice.index]
         if full is None:
             full = self._full_size(low, (h, w))
