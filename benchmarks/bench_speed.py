@@ -15,10 +15,12 @@ is printed, since on a shared machine every figure moves with it):
    Target: <= 4 encoder passes' worth of time per 256² tile with >= 25 objects.
 3. ``--sizes 1024 4096``: larger tiles (the nuclei image mirrored to size) with ``--objects``
    objects kept (default 30 and 200).
-4. The box decoder on ONNX Runtime at 1 thread, before and after splitting off its image part
-   (``whole decoder``: the former graph, exported here from the same weights; ``split``:
-   today's): median ms for one box, and per box in a batch of ``--batch`` boxes, plus
-   ``model.predict`` with a box (decode and post-processing). Target: a box decode <= 50 ms.
+4. The box decoder at 1 thread: torch eager (the model's own decoder), the whole decoder as one
+   ONNX graph (the baseline, exported here from the same weights) and today's graphs (the image
+   part once per embedding, the box part with its image-side products folded): median wall ms
+   and CPU ms (process time, which a busy machine does not inflate) for one box, and per box in
+   a batch of ``--batch`` boxes, plus ``model.predict`` with a box (decode and
+   post-processing). Target: a box decode <= 50 ms.
 5. ``--workers-table``: ``run_prelabel`` (what ``segflow prelabel`` runs) over ``--images``
    copies of each tile, serially vs ``--workers 1`` and ``2``: seconds per image and per object,
    wall clock including the start of the cluster and the model loads (what a user waits for).
@@ -198,7 +200,7 @@ def _whole_decoder(net, folder: Path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def table_decoder(model, repeat: int, batch: int) -> None:
+def table_decoder(model, model_torch, repeat: int, batch: int) -> None:
     import tempfile
 
     from napari_segflow.core.segment.threads import using_threads
@@ -219,41 +221,60 @@ def table_decoder(model, repeat: int, batch: int) -> None:
         def old(b):
             return whole.run(None, {"image_embed": feat, "boxes": b})
 
-        def new(b):
+        def new(b):  # all boxes in one call of the box graph
+            feeds = dict(ort.image_part(feat, threads=1))
+            feeds["boxes"] = b
+            return ort._sessions_for(1)[2].run(None, feeds)
+
+        def new_each(b):  # what predict_boxes does: one call per box (OnnxLiteMedSAM.decode)
             return ort.decode(feat, b, threads=1)
 
-        def new_each(b):  # what predict_boxes does now: one call per box
-            return [ort.decode(feat, x[None], threads=1) for x in b]
+        def eager(b):  # the model's own decoder, torch eager (what CUDA and the fallback run)
+            import torch
+
+            with torch.inference_mode():
+                return model_torch._decode_boxes(torch.from_numpy(feat), b, True)
 
         with using_threads(1):
-            for fn in (old, new):
+            calls = (("old", old), ("torch", eager), ("new", new_each))
+            for _, fn in calls:
                 fn(xyxy[:1])  # sessions built, the image part of this embedding kept
             n = 3 * repeat
-            one = {k: [] for k in ("old", "new")}
-            for _ in range(n):  # interleaved, so that both see the same load
-                for k, fn in (("old", old), ("new", new)):
-                    t0 = time.perf_counter()
+            one = {k: [] for k, _ in calls}
+            cpu = {k: [] for k, _ in calls}
+            for _ in range(n):  # interleaved, so that all see the same load
+                for k, fn in calls:
+                    t0, c0 = time.perf_counter(), time.process_time()
                     fn(xyxy[:1])
                     one[k].append(time.perf_counter() - t0)
+                    cpu[k].append(time.process_time() - c0)
             many = {k: _median(lambda fn=fn: fn(xyxy), max(1, repeat // 2)) / len(xyxy)
                     for k, fn in (("old", old), ("new", new), ("each", new_each))}  # fmt: skip
             part = _median(
                 lambda: (setattr(ort, "_image_part", None), ort.image_part(feat, threads=1)), n
             )
             pred = _median(lambda: model.predict(emb, box=boxes[0]), n)
-    o, w = float(np.median(one["old"])), float(np.median(one["new"]))
+    med = {k: 1e3 * float(np.median(v)) for k, v in one.items()}
+    mcpu = {k: 1e3 * float(np.median(v)) for k, v in cpu.items()}
     print(
-        f"\n4. box decoder, ONNX Runtime, 1 thread, medians (load average {os.getloadavg()[0]:.1f})"
+        f"\n4. box decoder at 1 thread, medians of {n} interleaved calls "
+        f"(load average {os.getloadavg()[0]:.1f}; CPU = process time of the call)"
     )
     k = len(xyxy)
-    print(f"{'decoder':<34} | {'1 box':>8} | {f'per box, {k} in one call':>22} | "
-          f"{f'per box, {k} calls':>18}")  # fmt: skip
-    print(f"{'whole decoder (before)':<34} | {o * 1e3:6.1f}ms | {many['old'] * 1e3:20.1f}ms | "
-          f"{'':>18}")  # fmt: skip
-    print(f"{'split, image part kept (now)':<34} | {w * 1e3:6.1f}ms | {many['new'] * 1e3:20.1f}ms | "
-          f"{many['each'] * 1e3:16.1f}ms")  # fmt: skip
-    print(f"one box {o / w:.2f}x faster; pre-labelling per box (before: batches of 16 on the whole "
-          f"decoder; now: one call per box) {many['old'] / many['each']:.2f}x faster")  # fmt: skip
+    print(f"{'decoder':<38} | {'1 box':>8} | {'1 box CPU':>9} | "
+          f"{f'per box, {k} in one call':>22} | {f'per box, {k} calls':>18}")  # fmt: skip
+    rows = (
+        ("torch eager, the model's decoder", "torch", None, None),
+        ("ONNX, whole decoder (baseline)", "old", many["old"], None),
+        ("ONNX, split + folded (now)", "new", many["new"], many["each"]),
+    )
+    for label, key, batched, each in rows:
+        b_ = f"{batched * 1e3:20.1f}ms" if batched is not None else f"{'':>22}"
+        e_ = f"{each * 1e3:16.1f}ms" if each is not None else f"{'':>18}"
+        print(f"{label:<38} | {med[key]:6.1f}ms | {mcpu[key]:7.1f}ms | {b_} | {e_}")
+    print(f"one box {med['old'] / med['new']:.2f}x faster than the whole ONNX decoder "
+          f"({mcpu['old'] / mcpu['new']:.2f}x in CPU time), {med['torch'] / med['new']:.2f}x "
+          f"than torch eager")  # fmt: skip
     print(f"image part, once per embedding: {part * 1e3:.1f} ms; model.predict with a box "
           f"(decode + post-processing, refine={model.refine}): {pred * 1e3:.1f} ms")  # fmt: skip
 
@@ -335,7 +356,7 @@ def main() -> None:
         if not args.skip_models:
             table_models(models, args.repeat)
         if not args.skip_decoder:
-            table_decoder(models["onnx"], args.repeat, args.batch)
+            table_decoder(models["onnx"], models["torch"], args.repeat, args.batch)
         if not args.skip_prelabel:
             table_prelabel(models, args.sizes, args.objects)
         if args.workers_table:

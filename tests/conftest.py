@@ -33,3 +33,14 @@ def shared_data() -> Path:
     if path is None:
         pytest.fail("shared/data not found beside the checkout; set SEGFLOW_SHARED_DATA")
     return path
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread():
+    """One intra-op thread: on a small shared CPU, two threads contending is several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

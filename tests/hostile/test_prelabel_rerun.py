@@ -26,14 +26,7 @@ from napari_segflow.core.taxonomy import load_preset
 LOOSE = {"min_iou": 0.8, "confidence": 2.0, "min_width": 1, "edge_check": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ longer running) and :func:`is_partial` lets readers refuse them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 __all__ = [
     "atomic_path",
+    "create_once",
     "atomic_write_bytes",
     "atomic_write_with",
     "is_partial",
@@ -141,3 +143,47 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[Path], None
     with atomic_path(path) as tmp:
         write(tmp)
     return Path(path)
+
+
+def _write_synced(path: Path, data: bytes, flags: int) -> None:
+    fd = os.open(path, flags, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def create_once(path: str | os.PathLike[str], data: bytes) -> bool:
+    """Create ``path`` holding ``data`` only if it does not exist yet; False if it does.
+
+    Of several processes (on one machine or sharing a network folder) creating the same name,
+    exactly one gets True. The file appears complete: it is written under a hidden temporary
+    name and hard-linked to ``path`` (the link fails if the name exists). On a file system
+    without hard links it falls back to an exclusive create, where a reader may briefly see the
+    file still empty.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "claim.json"
+    >>> create_once(p, b"first"), create_once(p, b"second"), p.read_bytes()
+    (True, False, b'first')
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{time.monotonic_ns()}.part"
+    _write_synced(tmp, data, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        try:  # no hard links here
+            _write_synced(path, data, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -21,23 +21,6 @@ MR_GROUPS = {
 MR_TRAIN_SLICES = (3, 10, 16)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def medsam():
-    from napari_segflow.core.segment import load_model
-
-    return load_model("medsam-lite", device="cpu")
-
-
 @pytest.fixture(scope="session")
 def mr_taxonomy():
     from napari_segflow.core.taxonomy import taxonomy_from_dict

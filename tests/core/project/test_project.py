@@ -303,3 +303,24 @@ def test_volume_labels_keep_the_nifti_affine(tmp_path, shared_data):
     np.testing.assert_array_equal(vol.data, labels)
     np.testing.assert_array_equal(vol.affine, read_nifti(src).affine)
     p.close()
+
+
+def test_a_qa_batch_file_still_being_written_is_read_again_once_complete(project, shared_data):
+    """Without hard links a batch file exists empty for a moment: nothing stale is kept."""
+    import json
+
+    from napari_segflow.core.project.view import QA_DIR
+
+    for stem in PETS[:2]:
+        item = project.open_item(stem, annotator="ana")
+        project.save_item(item, trimap(shared_data, stem).astype(np.uint8), status=DONE)
+    batch = project.draw_qa_batch(rates={"common": 1.0, "rare": 1.0})
+    path = project.root / QA_DIR / f"batch-{batch}.json"
+    doc = path.read_bytes()
+    path.write_bytes(b"")  # as another process's exclusive create leaves it for a moment
+    assert project.images(mode="qa") == []
+    assert project.status()["status"].get(IN_REVIEW, 0) == 0
+    path.write_bytes(doc)  # complete now: the same listing, read again
+    assert [e.stem for e in project.images(mode="qa")] == sorted(PETS[:2])
+    assert project.status()["status"][IN_REVIEW] == 2
+    assert json.loads(doc)["batch"] == batch

@@ -7,23 +7,6 @@ import pytest
 from napari_segflow.core.segment import load_model
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a small shared CPU, two threads contending is several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def medsam():
-    """LiteMedSAM with its real bundled weights."""
-    return load_model("medsam-lite", device="cpu")
-
-
 @pytest.fixture(scope="session")
 def sam2_random():
     """SAM 2.1 tiny built from the package's config with random weights (no checkpoint offline)."""

@@ -87,7 +87,11 @@ def test_batched_boxes_equal_one_by_one(shared_data, onnx_model, torch_model):
 
 def test_onnx_files_are_built_once_and_named_by_the_weights(onnx_model, tmp_path):
     enc, dec = build_onnx(onnx_model.net)
-    assert enc.name == f"medsam-lite-encoder-{weights_hash(onnx_model.net)}.onnx"
+    from napari_segflow.core.segment import onnx_runtime
+
+    tag = weights_hash(onnx_model.net)
+    assert enc.name == f"medsam-lite-encoder-{onnx_runtime._ENCODER_RECIPE}-{tag}.onnx"
+    assert dec.name == f"medsam-lite-box-decoder-{onnx_runtime._DECODER_RECIPE}-{tag}.onnx"
     assert str(enc) == onnx_model._ort.encoder_path
     before = (enc.stat().st_mtime_ns, dec.stat().st_mtime_ns)
     assert build_onnx(onnx_model.net) == (enc, dec)  # cached: not rebuilt
@@ -148,3 +152,43 @@ def test_decoder_image_part_is_computed_once_per_embedding_and_never_served_stal
         low, iou = torch_model._decode_boxes(torch.from_numpy(feats[1]), box, True)
     np.testing.assert_allclose(other[0][:, 1:], low.numpy(), atol=1e-3)
     np.testing.assert_allclose(other[1][:, 1:], iou.numpy(), atol=1e-4)
+
+
+def test_blocks_to_image_places_every_block_element_at_its_pixel():
+    from napari_segflow.core.segment.onnx_runtime import blocks_to_image
+
+    h, w = 3, 5
+    rng = np.random.default_rng(0)
+    blocks = rng.standard_normal((2, 4, 16 * h * w)).astype(np.float32)
+    img = blocks_to_image(blocks, h, w)
+    assert img.shape == (2, 4, 4 * h, 4 * w)
+    b = blocks.reshape(2, 4, h, w, 2, 2, 2, 2)
+    for y, x, i, j, i2, j2 in np.ndindex(h, w, 2, 2, 2, 2):
+        np.testing.assert_array_equal(
+            img[:, :, 4 * y + 2 * i + i2, 4 * x + 2 * j + j2], b[:, :, y, x, i, j, i2, j2]
+        )
+
+
+def test_files_of_earlier_recipes_are_removed_and_current_ones_of_other_weights_kept(tmp_path):
+    from napari_segflow.core.segment import onnx_runtime
+    from napari_segflow.core.segment.onnx_runtime import remove_old_recipes
+
+    enc, dec = onnx_runtime._ENCODER_RECIPE, onnx_runtime._DECODER_RECIPE
+    old = [
+        "medsam-lite-encoder-5088f2731d592ebe.onnx",  # names before recipe tags
+        "medsam-lite-box-decoder-80aef0c356c1df82.onnx",
+        "medsam-lite-decoder-image-part-80aef0c356c1df82.onnx",
+        "medsam-lite-box-decoder-d1-0123456789abcdef.onnx",
+    ]
+    kept = [
+        f"medsam-lite-encoder-{enc}-0123456789abcdef.onnx",  # another checkpoint's, current
+        f"medsam-lite-box-decoder-{dec}-fedcba9876543210.onnx",
+        f"medsam-lite-decoder-image-part-{dec}-fedcba9876543210.onnx",
+        "notes.onnx",
+        "medsam-lite-encoder-x.onnx",  # not ours by its name
+    ]
+    for name in old + kept:
+        (tmp_path / name).write_bytes(b"x")
+    removed = remove_old_recipes(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

@@ -18,13 +18,14 @@ deletes or rewrites a file somebody else made:
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from napari_segflow.core.atomic import create_once
 
 __all__ = ["CLAIM_DIR", "Claim", "ClaimTaken", "add_claim", "current_claim"]
 
@@ -105,32 +106,6 @@ def add_claim(
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
-    data = json.dumps(doc).encode()
-    tmp = target.parent / f".{stem}@{generation}.{os.getpid()}-{time.monotonic_ns()}.part"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            raise ClaimTaken(str(target)) from None
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            _create_exclusive(target, data)  # no hard links here
-    finally:
-        tmp.unlink(missing_ok=True)
+    if not create_once(target, json.dumps(doc).encode()):
+        raise ClaimTaken(str(target))
     return Claim(generation, annotator, released, now, doc["host"], doc["pid"])
-
-
-def _create_exclusive(target: Path, data: bytes) -> None:
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise ClaimTaken(str(target)) from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())

@@ -23,9 +23,9 @@ import shutil
 import time
 from pathlib import Path
 
-from napari_segflow.core.atomic import atomic_write_bytes
+from napari_segflow.core.atomic import atomic_write_bytes, create_once
 from napari_segflow.core.project.claims import ClaimTaken, add_claim
-from napari_segflow.core.project.review import CALIBRATION_FILE, _create_once
+from napari_segflow.core.project.review import CALIBRATION_FILE
 from napari_segflow.core.project.state import STATE_DIR, AnnotatorState
 from napari_segflow.core.project.store import REJECTED, TODO, ProjectStore
 from napari_segflow.core.project.view import QA_DIR
@@ -113,8 +113,7 @@ def _migrate(root: Path) -> None:
         st = AnnotatorState(tmp, name, writable=True)
         with st.transaction() as con:
             for r in q(
-                "SELECT w.*, i.status AS image_status FROM work w JOIN images i "
-                "ON i.id = w.image_id WHERE w.annotator=?",
+                "SELECT w.* FROM work w JOIN images i ON i.id = w.image_id WHERE w.annotator=?",
                 (name,),
             ):
                 status = r["status"]
@@ -164,7 +163,7 @@ def _migrate(root: Path) -> None:
             for r in q("SELECT * FROM qa_items WHERE batch_id=? ORDER BY image_id", (b["id"],))
         ]  # fmt: skip
         doc = {"batch": b["id"], "created": b["created"], "seed": b["seed"], "items": items}
-        _create_once(root / QA_DIR / f"batch-{b['id']}.json", json.dumps(doc).encode())
+        create_once(root / QA_DIR / f"batch-{b['id']}.json", json.dumps(doc).encode())
     cal = [
         {"annotator": r["annotator"], "class": r["class"], "iou": r["iou"],
          "flagged": bool(r["flagged"])}

@@ -280,7 +280,9 @@ class Project(ReviewMixin):
         self._states: dict[str, AnnotatorState] = {}
         self._cache: tuple[Any, ProjectView] | None = None
         self._memo: dict[str, tuple[Any, PersonRows]] = {}
+        # (the batch list it was drawn from, {image index: (newest batch, its item)})
         self._qa_cache: tuple[Any, dict[int, tuple[int, dict[str, Any]]]] | None = None
+        self._batch_cache: tuple[tuple[str, ...], list[dict[str, Any]]] | None = None
         self._lock = threading.RLock()
         self.prelabel_sources: list[PrelabelSource] = []
 
@@ -357,10 +359,7 @@ class Project(ReviewMixin):
         """Everybody's state aggregated read-only; rebuilt only when a file changed."""
         with self._lock:
             files = state_files(self.root)
-            try:
-                qa = tuple(sorted(os.listdir(self.root / QA_DIR)))
-            except FileNotFoundError:
-                qa = ()
+            qa, batches = self._batches()
             sig = (tuple((n, change_counter(p)) for n, p in files.items()), qa)
             if self._cache is not None and self._cache[0] == sig:
                 return self._cache[1]
@@ -378,8 +377,9 @@ class Project(ReviewMixin):
                         continue
                     persons[n] = read_person(st)
                     self._memo[n] = (n_sig, persons[n])
-            view = build_view(len(self._ids), self._ids, persons, read_batches(self.root))
-            self._cache = (sig, view)
+            view = build_view(len(self._ids), self._ids, persons, batches)
+            if self._batch_cache is not None and batches is self._batch_cache[1]:
+                self._cache = (sig, view)  # not while a batch file is still being written
             return view
 
     def work_rows(self, *, mode: str = "production") -> list[tuple[str, dict[str, Any]]]:
@@ -668,21 +668,38 @@ class Project(ReviewMixin):
         dtype = np.uint8 if self.taxonomy.max_id <= 255 else np.uint16
         return np.full(shape, self._blank(), dtype=dtype)
 
-    def _drawn(self) -> dict[int, tuple[int, dict[str, Any]]]:
-        """``{image index: (newest batch, its item)}``, cached until the QA folder changes."""
+    def _batches(self) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+        """(the QA folder's listing, its batch files): read again only when the listing changed.
+
+        A batch file never changes once its name exists, so the listing is its signature; a
+        listing with a file not readable yet (an exclusive create still writing, where hard
+        links are missing) is not kept, so the file is read again next time.
+        """
         with self._lock:
             try:
                 listing = tuple(sorted(os.listdir(self.root / QA_DIR)))
             except FileNotFoundError:
                 listing = ()
-            if self._qa_cache is None or self._qa_cache[0] != listing:
+            if self._batch_cache is not None and self._batch_cache[0] == listing:
+                return self._batch_cache
+            batches = read_batches(self.root)
+            names = [n for n in listing if n.startswith("batch-") and n.endswith(".json")]
+            if len(batches) == len(names):
+                self._batch_cache = (listing, batches)
+            return listing, batches
+
+    def _drawn(self) -> dict[int, tuple[int, dict[str, Any]]]:
+        """``{image index: (newest batch, its item)}``, cached until the QA folder changes."""
+        with self._lock:
+            _, batches = self._batches()
+            if self._qa_cache is None or self._qa_cache[0] is not batches:
                 drawn: dict[int, tuple[int, dict[str, Any]]] = {}
-                for b in read_batches(self.root):
+                for b in batches:
                     for it in b["items"]:
                         j = self._index.get(it["stem"])
                         if j is not None:
                             drawn[j] = (int(b["batch"]), it)
-                self._qa_cache = (listing, drawn)
+                self._qa_cache = (batches, drawn)
             return self._qa_cache[1]
 
     def _verdict(self, batch: int, image_id: int) -> str:
@@ -705,13 +722,12 @@ class Project(ReviewMixin):
         return best
 
     def _qa_item(self, stem: str) -> dict[str, Any]:
-        """The newest QA batch holding ``stem``: ``{"batch_id", "annotator", "verdict"}``."""
+        """The newest QA batch holding ``stem``: ``{"batch_id", "annotator"}``."""
         got = self._drawn().get(self._j(stem))
         if got is None:
             raise ProjectError(f"{stem}: not in a QA batch")
         b, item = got
-        verdict = self._verdict(b, self._image_id(stem))
-        return {"batch_id": b, "annotator": item["annotator"], "verdict": verdict}
+        return {"batch_id": b, "annotator": item["annotator"]}
 
     def _claim(self, stem: str, annotator: str) -> int:
         """Claim ``stem`` for ``annotator`` (a claim file); the generation held."""

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_segflow.core.atomic import atomic_write_bytes
+from napari_segflow.core.atomic import atomic_write_bytes, create_once
 from napari_segflow.core.io.labels import label_files, read_labels
 from napari_segflow.core.project.store import ACCEPTED, DONE, REJECTED
 from napari_segflow.core.project.view import CODE, QA_DIR
@@ -29,27 +27,6 @@ from napari_segflow.core.project.work import ProjectError, WorkItem, json_counts
 __all__ = ["CALIBRATION_FILE", "ReviewMixin"]
 
 CALIBRATION_FILE = "calibration.json"
-
-
-def _create_once(path: Path, data: bytes) -> bool:
-    """Write ``path`` complete, only if nobody made it first (hard link of a finished file)."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}-{time.monotonic_ns()}.part"
-    tmp.write_bytes(data)
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError:  # no hard links on this file system
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class ReviewMixin:
@@ -176,7 +153,7 @@ class ReviewMixin:
         batch = max((int(b["batch"]) for b in view.batches), default=0) + 1
         while True:
             doc = {"batch": batch, "created": time.time(), "seed": seed, "items": items}
-            if _create_once(folder / f"batch-{batch}.json", json.dumps(doc).encode()):
+            if create_once(folder / f"batch-{batch}.json", json.dumps(doc).encode()):
                 return batch
             batch += 1  # somebody drew a batch at the same moment: take the next number
 

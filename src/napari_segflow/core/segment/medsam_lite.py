@@ -97,17 +97,10 @@ class MedSAMLite(CachedModel):
         import torch
 
         if self._ort is not None:
-            emb = image_embed.cpu().numpy()
-            # one box per call: a batch took longer per box than single boxes (up to 2x, as
-            # every box runs the whole decoder on its own copy of the image tokens)
-            parts = [
-                self._ort.decode(emb, b[None], threads=get_threads())
-                for b in np.asarray(boxes, np.float32).reshape(-1, 4)
-            ]
-            low = np.concatenate([p[0] for p in parts])
-            iou = np.concatenate([p[1] for p in parts])
-            pick = slice(1, None) if multimask else slice(0, 1)
-            return torch.from_numpy(low[:, pick]), torch.from_numpy(iou[:, pick])
+            low, iou = self._ort.decode(
+                image_embed.cpu().numpy(), boxes, threads=get_threads(), multimask=multimask
+            )
+            return torch.from_numpy(low), torch.from_numpy(iou)
         boxes = torch.as_tensor(np.asarray(boxes, np.float32), device=self.device).reshape(
             -1, 1, 4
         )
