@@ -162,7 +162,7 @@ def _before_box_for_click(model, emb, point_xy):
         image=image_of(emb),
         rule=BEFORE_FIRST_CLICK,
     )
-    return box, model._box_logits(emb, box, False)
+    return box, None  # no answer to reuse: the model decodes the box (a seventh time)
 
 
 #: the first-click rule and cut settings before this benchmark's last change

@@ -28,6 +28,7 @@ __all__ = [
     "edit_reach",
     "finish_mask",
     "frame_strength",
+    "is_grey",
     "keep_local",
     "merge_regrown",
     "outline_strength",
@@ -55,6 +56,9 @@ class FirstClickRule:
         the click, fills at most ``stop_edge`` of its box's edge and has a model score of at
         least ``stop_score`` (an object that fits its box: a photograph's animal is found by
         the first, largest boxes). None: every box is tried.
+    stop_score_colour : float or None
+        ``stop_score`` for colour pictures (None: ``stop_score``). On grey pictures (MR) the
+        large boxes gave confident answers that were the whole body, so they stop later.
     reuse_iou : float
         The winner's answer is kept as the first click's answer when its box, shrunk to the
         mask (:attr:`ClickBox.box`), overlaps the tried box by at least this IoU; otherwise the
@@ -66,10 +70,11 @@ class FirstClickRule:
     outline_weight: float = 0.05
     stop_edge: float | None = 0.3
     stop_score: float | None = 0.9
+    stop_score_colour: float | None = 0.85
     reuse_iou: float = 0.8
 
 
-#: the rule in use: six boxes, largest first, stopping once one fits (the stop rule chosen on 20
+#: the rule in use: six boxes, largest first, stopping once one fits (the stop rules chosen on 20
 #: of the 40 pets photographs, checked on the other 20 and on nuclei, buildings and MR;
 #: docs/segmentation.md: the same first-click IoU as trying all six, about half the decodes on
 #: photographs; four boxes left a hole at objects of a fifth to a third of the image); the rules
@@ -199,6 +204,7 @@ def pick_click_box(
     image: np.ndarray | None = None,
     fractions=None,
     rule: FirstClickRule | None = None,
+    colour: bool = False,
 ) -> ClickBox:
     """Pick a box for a positive click given alone, scoring each tried box's answer.
 
@@ -230,6 +236,8 @@ def pick_click_box(
         Box sides tried (default: the rule's).
     rule : FirstClickRule, optional
         Default: the module's :data:`FIRST_CLICK` at call time.
+    colour : bool
+        The picture is in colour (the rule's ``stop_score_colour`` applies).
 
     Returns
     -------
@@ -254,6 +262,9 @@ def pick_click_box(
         strength = frame_strength(image, (max(int(h * s + 0.5), 1), max(int(w * s + 0.5), 1)))
     if rule.outline_weight == 0:
         strength = None
+    stop_score = rule.stop_score
+    if colour and rule.stop_score_colour is not None and stop_score is not None:
+        stop_score = rule.stop_score_colour
     tried, best, best_key = [], None, None
     for i, f in enumerate(fractions):
         half = 0.5 * f * max(h, w)
@@ -286,10 +297,10 @@ def pick_click_box(
             best_key, best = key, (i, mask, holds, float(edge), float(score))
         if (
             rule.stop_edge is not None
-            and rule.stop_score is not None
+            and stop_score is not None
             and best[2]
             and best[3] <= rule.stop_edge
-            and best[4] >= rule.stop_score
+            and best[4] >= stop_score
         ):
             break
     i, mask, holds = best[:3]
@@ -514,7 +525,8 @@ BOX_REFINE = RefineOptions()
 CLICK_REFINE = RefineOptions(band=0.35, min_agreement=0.5)
 
 
-def _is_grey(image: np.ndarray) -> bool:
+def is_grey(image: np.ndarray) -> bool:
+    """Whether a picture is grey: one channel, or three equal ones (MR, CT, fluorescence)."""
     img = np.asarray(image)
     if img.ndim == 2 or img.shape[-1] == 1:
         return True
@@ -553,7 +565,7 @@ def finish_mask(
             return apply_clicks(logits, mask, points_xy, labels, box_xyxy)
         return mask
     opts = BOX_REFINE
-    if not has_clicks and _is_grey(image):
+    if not has_clicks and is_grey(image):
         # grey pictures (MR, CT, fluorescence) give the cut intensity alone: on a box it lost to
         # the model (liver through a volume: Dice 0.68 against 0.81), so boxes stay the model's
         return mask

@@ -17,6 +17,7 @@ from napari_segflow.core.segment.clicks import (
     box_iou,
     finish_mask,
     frame_strength,
+    is_grey,
     keep_local,
     merge_regrown,
     pick_click_box,
@@ -180,11 +181,10 @@ class MedSAMLite(CachedModel):
                     "(or draw a box)"
                 )
             box, chosen = self._box_for_click(emb, pos[0])
-            if chosen is None or multimask:
-                full, low, iou = self._box_logits(emb, box, multimask)
-            else:
-                full, low, iou = chosen
+            reused = chosen is not None and not multimask
+            full, low, iou = chosen if reused else self._box_logits(emb, box, multimask)
         else:
+            reused = False
             full, low, iou = self._box_logits(emb, box, multimask)
         if prompts.box is not None and not _beyond(prompts, box):
             # clicks inside a drawn box edit its answer; only clicks beyond it re-ask the model
@@ -195,6 +195,9 @@ class MedSAMLite(CachedModel):
         masks = np.stack(
             [self._finish(emb, f, prompts, b) for f, b in zip(full, box, strict=True)]
         )
+        if reused:
+            # a larger box's logits: later clicks start from what the user sees instead
+            low = _agree(low, masks, (nh, nw))
         return self._remember(emb, prompts, make_result(masks, iou, low))
 
     def _box_for_click(self, emb: Embedding, point_xy):
@@ -221,6 +224,7 @@ class MedSAMLite(CachedModel):
             frame_scale=_SIZE / max(h, w),
             strength=self._frame_strength(emb),
             rule=rule,
+            colour=self._in_colour(emb),
         )
         if box_iou(choice.box, choice.tried[choice.index]) < rule.reuse_iou:
             return choice.box, None
@@ -240,6 +244,16 @@ class MedSAMLite(CachedModel):
         strength = frame_strength(image, _resized_shape(*emb.image_shape))
         self._strength = (emb.key, strength)
         return strength
+
+    def _in_colour(self, emb: Embedding) -> bool:
+        """Whether the embedded picture has colour (checked once per embedding)."""
+        kept = getattr(self, "_colour", None)
+        if kept is not None and kept[0] == emb.key:
+            return kept[1]
+        image = image_of(emb)
+        colour = image is not None and not is_grey(image)
+        self._colour = (emb.key, colour)
+        return colour
 
     @staticmethod
     def _full_size(low: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -342,6 +356,23 @@ class MedSAMLite(CachedModel):
         return finish_mask(
             image_of(emb), full, prompts.points, prompts.labels, box, refine=self.refine
         )
+
+
+def _agree(low: np.ndarray, masks: np.ndarray, resized: tuple[int, int]) -> np.ndarray:
+    """Low-res logits (K, 256, 256) whose sign agrees with the final masks (K, H, W).
+
+    Where the refinement kept a pixel the logit is at least +1, where it dropped one at most -1;
+    the model's confidence stays elsewhere.
+    """
+    import cv2
+
+    nh, nw = resized
+    out = np.array(low, dtype=np.float32, copy=True)
+    for k, m in enumerate(masks):
+        small = cv2.resize(m.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA) > 0.5
+        part = out[k, :nh, :nw]
+        out[k, :nh, :nw] = np.where(small, np.maximum(part, 1.0), np.minimum(part, -1.0))
+    return out
 
 
 def _beyond(prompts: ModelPrompts, box) -> bool:
