@@ -209,11 +209,11 @@ def test_pets_clicks_without_a_box(medsam, pets, pet_embeddings):
                 assert pred.any()  # a first click with no box gives a mask
                 first.append(_iou(pred, gt, valid))
         fifth.append(_iou(pred, gt, valid))
-    # measured on these 6: one click 0.723, five clicks 0.780 (six boxes judged at full size
-    # and decoded again: 0.698, 0.833; the 20 pets of the report half: 0.662 and 0.853 against
-    # 0.659 and 0.846, docs/segmentation.md); the first-click rule before those: 0.610
-    assert np.mean(first) >= 0.66, first
-    assert np.mean(fifth) >= 0.74, fifth
+    # measured on these 6: one click 0.777, five clicks 0.825 (six boxes judged at full size
+    # and decoded again: 0.698, 0.833; docs/segmentation.md); the first-click rule before
+    # those: 0.610
+    assert np.mean(first) >= 0.70, first
+    assert np.mean(fifth) >= 0.78, fifth
     assert np.mean(fifth) > np.mean(first)
 
 
