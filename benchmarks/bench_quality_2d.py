@@ -6,8 +6,9 @@ For each set, side by side in one run, mean IoU of:
 - ``graphcut``: OpenCV GrabCut alone from the same box (clicks as hard constraints; a first
   click alone gets a box of 30 % of the image's longest side around it), same working size;
 - ``default``: LiteMedSAM with the refinement of core/segment/refine.py (what users get);
-- ``before`` (``--before``): the default with the first-click rule it had before
-  (``BEFORE_FIRST_CLICK``), for a before/after in one run;
+- ``before`` (``--before``): the default as it was before the last change (``BEFORE_*``: a
+  first click alone tried six boxes judged at full size and decoded the winner's box a seventh
+  time), for a before/after in one run;
 - ``zoomed`` (``--zoom``): the default with small boxes decoded on a re-embedded zoomed crop
   (core/segment/zoom.py).
 
@@ -15,7 +16,8 @@ Box: the object's box. Clicks: no box; the first click at the point farthest ins
 each next one at the point farthest inside the larger error region (positive on a miss,
 negative on a false detection), all clicks replayed through ``PromptSession`` as the widget does.
 Sets: pets (natural photographs, trimap band ignored), nuclei, SpaceNet buildings, MR organs.
-Then the per-click latency at 1024x1024 (median of several clicks; the machine may be busy).
+Then the per-click latency at 1024x1024 (median of several clicks; the machine may be busy) with
+the decoder runs per call, the methods interleaved so that all see the same load.
 
     python benchmarks/bench_quality_2d.py [--data ../shared/data] [--full] [--threads 1]
         [--sets pets,nuclei,buildings,mr] [--split all|tune|report] [--pets N] [--before]
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import os
 import statistics
 import time
@@ -142,17 +143,53 @@ def _settings(meth):
     return clicks.FirstClickRule(), RefineOptions(), CLICK_REFINE
 
 
-def _use(meth):
+def _use(meth, model=None):
     clicks.FIRST_CLICK, clicks.BOX_REFINE, clicks.CLICK_REFINE = _settings(meth)
+    if model is not None:
+        model.__dict__.pop("_box_for_click", None)
+        if meth == "before":
+            model._box_for_click = lambda emb, point: _before_box_for_click(model, emb, point)
+
+
+def _before_box_for_click(model, emb, point_xy):
+    """A lone first click as before: every tried box judged at full size, the box decoded again."""
+    from napari_segflow.core.segment._base import image_of
+
+    box = clicks.box_for_click(
+        lambda b: (lambda f, _l, s: (f[0], s[0]))(*model._box_logits(emb, b, False)),
+        point_xy,
+        emb.image_shape,
+        image=image_of(emb),
+        rule=BEFORE_FIRST_CLICK,
+    )
+    return box, None  # no answer to reuse: the model decodes the box (a seventh time)
 
 
 #: the first-click rule and cut settings before this benchmark's last change
 BEFORE_FIRST_CLICK = clicks.FirstClickRule(
-    fractions=(0.06, 0.15, 0.3, 0.5, 0.75), edge_penalty=0.5, outline_weight=0.0
+    fractions=(0.06, 0.15, 0.3, 0.5, 0.75, 1.0),
+    edge_penalty=0.25,
+    outline_weight=0.05,
+    stop_edge=None,
+    stop_score=None,
 )
 CLICK_REFINE = clicks.CLICK_REFINE
-BEFORE_BOX_REFINE = RefineOptions(work_size=200, iterations=2)
-BEFORE_CLICK_REFINE = dataclasses.replace(CLICK_REFINE, work_size=200, iterations=2)
+BEFORE_BOX_REFINE = RefineOptions()
+BEFORE_CLICK_REFINE = RefineOptions(band=0.35, min_agreement=0.5)
+
+
+class _DecodeCounter:
+    """Counts the decoder's box runs of a model (one per box on ONNX Runtime)."""
+
+    def __init__(self, model) -> None:
+        self.n = 0
+        self._decode = model._decode_boxes
+
+        def counted(image_embed, boxes, multimask):
+            self.n += int(np.asarray(boxes).reshape(-1, 4).shape[0])
+            return self._decode(image_embed, boxes, multimask)
+
+        model._decode_boxes = counted
 
 
 def run_set(name, items, model, out, *, before=False, zoom=False):
@@ -173,7 +210,7 @@ def run_set(name, items, model, out, *, before=False, zoom=False):
             for meth in [m for m in methods if m != "graphcut"]:
                 model.refine = meth != "model"
                 model.zoom = ZoomOptions() if meth == "zoomed" else None
-                _use(meth)
+                _use(meth, model)
                 res = model.predict(emb, box=box)
                 scores[meth]["box"].append(_iou(res.mask, gt, valid))
                 s = PromptSession(model)
@@ -197,7 +234,7 @@ def run_set(name, items, model, out, *, before=False, zoom=False):
                 if k in CLICKS:
                     scores["graphcut"][k].append(_iou(pred, gt, valid))
     model.refine, model.zoom = True, None
-    _use("default")
+    _use("default", model)
     n = len(scores["model"]["box"])
     print(f"\n{name} ({n} objects): mean IoU")
     print(
@@ -220,30 +257,52 @@ def latency(model, root: Path, repeats: int, *, before=False):
     emb = model.embed(img)
     clicks = [[400, 500], [300, 500], [700, 400], [520, 560], [150, 150]]
     labs = [1, 1, 1, 0, 0]
-    print("\nper-call latency at 1024x1024 (box, then clicks replayed as the widget does):")
-    for meth in ("model", "default", *(("before",) if before else ())):
-        model.refine = meth != "model"
-        _use(meth)
-        box_t, first_t, later_t = [], [], []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model.predict(emb, box=(200, 250, 800, 800))
-            box_t.append(time.perf_counter() - t)
+    counter = _DecodeCounter(model)
+    methods = ("model", "default", *(("before",) if before else ()))
+    times = {m: ([], [], []) for m in methods}
+    runs = {m: ([], [], []) for m in methods}
+    load = [os.getloadavg()[0]]
+
+    def timed(meth, slot, call):
+        counter.n = 0
+        t = time.perf_counter()
+        call()
+        times[meth][slot].append(time.perf_counter() - t)
+        runs[meth][slot].append(counter.n)
+
+    # the methods take turns within each repeat, so that all see the same load
+    for _ in range(repeats):
+        for meth in methods:
+            model.refine = meth != "model"
+            _use(meth, model)
+            timed(meth, 0, lambda: model.predict(emb, box=(200, 250, 800, 800)))
             s = PromptSession(model)
             s.want("img")
             s.offer("img", emb)
             for k in range(1, len(clicks) + 1):
-                t = time.perf_counter()
-                s.predict(clicks[:k], labs[:k], None)
-                (first_t if k == 1 else later_t).append(time.perf_counter() - t)
-        med = [1000 * statistics.median(x) for x in (box_t, first_t, later_t)]
-        print(
-            f"  {meth:<10} box {med[0]:6.0f} ms   first click {med[1]:6.0f} ms   "
-            f"later clicks {med[2]:6.0f} ms (medians)"
-        )
+                timed(
+                    meth,
+                    1 if k == 1 else 2,
+                    lambda k=k, s=s: s.predict(clicks[:k], labs[:k], None),
+                )
+        load.append(os.getloadavg()[0])
     model.refine = True
-    _use("default")
-    print(f"  load average: {os.getloadavg()[0]:.2f} (2 cores)")
+    _use("default", model)
+    model.__dict__.pop("_decode_boxes", None)
+    print("\nper-call latency at 1024x1024 (box, then clicks replayed as the widget does;")
+    print("medians, decoder runs per call in brackets, later clicks: mean runs):")
+    for meth in methods:
+        med = [1000 * statistics.median(x) for x in times[meth]]
+        dec = [statistics.median(runs[meth][0]), statistics.median(runs[meth][1])]
+        dec.append(statistics.mean(runs[meth][2]))
+        print(
+            f"  {meth:<10} box {med[0]:6.0f} ms [{dec[0]:.0f}]   first click {med[1]:6.0f} ms "
+            f"[{dec[1]:.0f}]   later clicks {med[2]:6.0f} ms [{dec[2]:.1f}]"
+        )
+    print(
+        f"  load average (1 min) {min(load):.2f}-{max(load):.2f} during the run "
+        f"({os.cpu_count()} cores)"
+    )
 
 
 def _default_data() -> Path:
@@ -272,7 +331,7 @@ def main(argv=None):
     ap.add_argument(
         "--before",
         action="store_true",
-        help="also a row 'before': the default with the first-click rule it had before",
+        help="also a row 'before': the default as it was before the last change",
     )
     ap.add_argument(
         "--zoom",

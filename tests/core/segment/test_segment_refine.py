@@ -131,7 +131,9 @@ def test_first_click_prefers_the_outline_on_the_picture_edges():
     def decode(box):
         return np.where(small if box[2] - box[0] < 30 else big, 4.0, -4.0), 0.9
 
-    rule = FirstClickRule(fractions=(0.9, 0.4), edge_penalty=0.0, outline_weight=0.05)
+    rule = FirstClickRule(
+        fractions=(0.9, 0.4), edge_penalty=0.0, outline_weight=0.05, stop_edge=None
+    )
     box = box_for_click(decode, (32, 32), (64, 64), image=img, rule=rule)
     assert box[2] - box[0] < 26  # the small disk's extent, padded
     blind = box_for_click(decode, (32, 32), (64, 64), rule=rule)  # no picture: a tie, first
@@ -207,8 +209,10 @@ def test_pets_clicks_without_a_box(medsam, pets, pet_embeddings):
                 assert pred.any()  # a first click with no box gives a mask
                 first.append(_iou(pred, gt, valid))
         fifth.append(_iou(pred, gt, valid))
-    # measured on these 6: one click 0.698, five clicks 0.832 (first-click rule before: 0.610)
-    assert np.mean(first) >= 0.63, first
+    # measured on these 6: one click 0.777, five clicks 0.825 (six boxes judged at full size
+    # and decoded again: 0.698, 0.833; docs/segmentation.md); the first-click rule before
+    # those: 0.610
+    assert np.mean(first) >= 0.70, first
     assert np.mean(fifth) >= 0.78, fifth
     assert np.mean(fifth) > np.mean(first)
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_segflow.core.segment import clicks
 from napari_segflow.core.segment._base import CachedModel, image_of, make_result
 from napari_segflow.core.segment.clicks import (
     apply_clicks,
-    box_for_click,
+    box_iou,
     finish_mask,
+    frame_strength,
+    is_grey,
     keep_local,
     merge_regrown,
+    pick_click_box,
     regrow_box,
 )
 from napari_segflow.core.segment.coords import ModelPrompts, to_model_prompts
@@ -39,7 +43,7 @@ class MedSAMLite(CachedModel):
 
     It was trained on box prompts only, and feeding clicks to its prompt encoder makes masks
     worse (measured, see docs/segmentation.md), so clicks never reach the network: a first
-    click alone is turned into a box (:func:`~napari_segflow.core.segment.clicks.box_for_click`),
+    click alone is turned into a box (:func:`~napari_segflow.core.segment.clicks.pick_click_box`),
     and clicks edit the box prediction around where they land. With ``refine`` (the default)
     every mask is fitted to the image by
     :func:`~napari_segflow.core.segment.refine.refine_mask`, clicks acting as hard constraints;
@@ -176,13 +180,12 @@ class MedSAMLite(CachedModel):
                     "the first click on an object must be positive: click inside the object "
                     "(or draw a box)"
                 )
-            box = box_for_click(
-                lambda b: (lambda f, _l, s: (f[0], s[0]))(*self._box_logits(emb, b, False)),
-                pos[0],
-                (h, w),
-                image=image_of(emb),
-            )
-        full, low, iou = self._box_logits(emb, box, multimask)
+            box, chosen = self._box_for_click(emb, pos[0])
+            reused = chosen is not None and not multimask
+            full, low, iou = chosen if reused else self._box_logits(emb, box, multimask)
+        else:
+            reused = False
+            full, low, iou = self._box_logits(emb, box, multimask)
         if prompts.box is not None and not _beyond(prompts, box):
             # clicks inside a drawn box edit its answer; only clicks beyond it re-ask the model
             # (re-asking for clicks inside cost 0.025 IoU on nuclei: neighbours came in)
@@ -192,7 +195,80 @@ class MedSAMLite(CachedModel):
         masks = np.stack(
             [self._finish(emb, f, prompts, b) for f, b in zip(full, box, strict=True)]
         )
+        if reused:
+            # a larger box's logits: later clicks start from what the user sees instead
+            low = _agree(low, masks, (nh, nw))
         return self._remember(emb, prompts, make_result(masks, iou, low))
+
+    def _box_for_click(self, emb: Embedding, point_xy):
+        """A lone first click's box, and the winner's answer (full, low, scores) or None.
+
+        The tried boxes are judged on their 256 px logits (:func:`pick_click_box`); the
+        winner's answer is brought to full size and reused when the box shrunk to its mask is
+        close to the tried box (``FirstClickRule.reuse_iou``), else None: decode the box.
+        """
+        h, w = emb.image_shape
+        nh, nw = _resized_shape(h, w)
+        answers = []
+
+        def decode(b):
+            answer = self._box_logits(emb, b, False, full_size=False)
+            answers.append(answer)
+            return answer[1][0, :nh, :nw], float(answer[2][0])
+
+        rule = clicks.FIRST_CLICK
+        choice = pick_click_box(
+            decode,
+            point_xy,
+            (h, w),
+            frame_scale=_SIZE / max(h, w),
+            strength=self._frame_strength(emb),
+            rule=rule,
+            colour=self._in_colour(emb),
+        )
+        if box_iou(choice.box, choice.tried[choice.index]) < rule.reuse_iou:
+            return choice.box, None
+        full, low, iou = answers[choice.index]
+        if full is None:
+            full = self._full_size(low, (h, w))
+        return choice.box, (full, low, iou)
+
+    def _frame_strength(self, emb: Embedding) -> np.ndarray | None:
+        """The picture's edge strength in the 256 px frame, computed once per embedding."""
+        kept = getattr(self, "_strength", None)
+        if kept is not None and kept[0] == emb.key:
+            return kept[1]
+        image = image_of(emb)
+        if image is None:
+            return None
+        strength = frame_strength(image, _resized_shape(*emb.image_shape))
+        self._strength = (emb.key, strength)
+        return strength
+
+    def _in_colour(self, emb: Embedding) -> bool:
+        """Whether the embedded picture has colour (checked once per embedding)."""
+        kept = getattr(self, "_colour", None)
+        if kept is not None and kept[0] == emb.key:
+            return kept[1]
+        image = image_of(emb)
+        colour = image is not None and not is_grey(image)
+        self._colour = (emb.key, colour)
+        return colour
+
+    @staticmethod
+    def _full_size(low: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Low-res logits (K, 256, 256) -> logits (K, H, W) at the image size."""
+        import torch
+        import torch.nn.functional as F
+
+        nh, nw = _resized_shape(*shape)
+        with torch.inference_mode():
+            return F.interpolate(
+                torch.from_numpy(np.ascontiguousarray(low[None, :, :nh, :nw])),
+                size=shape,
+                mode="bilinear",
+                align_corners=False,
+            )[0].numpy()
 
     def _remember(self, emb: Embedding, prompts: ModelPrompts, res: SegmentationResult):
         """Keep the last answer to clicks, so the next click edits it only around itself."""
@@ -211,8 +287,14 @@ class MedSAMLite(CachedModel):
         )
         return last[3] if same else None
 
-    def _box_logits(self, emb: Embedding, box, multimask: bool, *, zoom: bool = True):
-        """Decode one XYXY box: full-size logits (K, H, W), low-res logits (K, 256, 256), scores."""
+    def _box_logits(
+        self, emb: Embedding, box, multimask: bool, *, zoom: bool = True, full_size: bool = True
+    ):
+        """Decode one XYXY box: full-size logits (K, H, W), low-res logits (K, 256, 256), scores.
+
+        ``full_size=False`` leaves the full-size logits out (None) where they would cost an
+        upsampling (the first click's candidates are judged at 256 px).
+        """
         import torch
         import torch.nn.functional as F
 
@@ -228,16 +310,15 @@ class MedSAMLite(CachedModel):
         low, iou = self._decode_boxes(
             emb.features["image_embed"], np.asarray(box, np.float64) * scale, multimask
         )
-        with torch.inference_mode():
-            full = F.interpolate(
-                low[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False
-            )
+        full = None
+        if full_size:
+            with torch.inference_mode():
+                full = F.interpolate(
+                    low[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False
+                )[0]
+            full = full.float().cpu().numpy()
         low = torch.clamp(low, -32.0, 32.0)
-        return (
-            full[0].float().cpu().numpy(),
-            low[0].float().cpu().numpy(),
-            iou[0].float().cpu().numpy(),
-        )
+        return full, low[0].float().cpu().numpy(), iou[0].float().cpu().numpy()
 
     def _zoomed_logits(self, emb: Embedding, box, multimask: bool, window):
         """:meth:`_box_logits` on a re-embedded crop (cached per crop), back in the full frame."""
@@ -277,6 +358,23 @@ class MedSAMLite(CachedModel):
         )
 
 
+def _agree(low: np.ndarray, masks: np.ndarray, resized: tuple[int, int]) -> np.ndarray:
+    """Low-res logits (K, 256, 256) whose sign agrees with the final masks (K, H, W).
+
+    Where the refinement kept a pixel the logit is at least +1, where it dropped one at most -1;
+    the model's confidence stays elsewhere.
+    """
+    import cv2
+
+    nh, nw = resized
+    out = np.array(low, dtype=np.float32, copy=True)
+    for k, m in enumerate(masks):
+        small = cv2.resize(m.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA) > 0.5
+        part = out[k, :nh, :nw]
+        out[k, :nh, :nw] = np.where(small, np.maximum(part, 1.0), np.minimum(part, -1.0))
+    return out
+
+
 def _beyond(prompts: ModelPrompts, box) -> bool:
     """Whether a positive click lies outside the XYXY box."""
     if prompts.points is None:
@@ -297,10 +395,10 @@ def _edit_earlier(
     low = torch.from_numpy(np.ascontiguousarray(mask_input[None, :, : resized[0], : resized[1]]))
     full = F.interpolate(low, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
     mask = full > 0
-    ys, xs = np.nonzero(mask)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     pos = prompts.points[prompts.labels == 1]
-    xs = np.concatenate([xs, pos[:, 0]])
-    ys = np.concatenate([ys, pos[:, 1]])
+    xs = np.concatenate([cols[[0, -1]] if cols.size else cols, pos[:, 0]])
+    ys = np.concatenate([rows[[0, -1]] if rows.size else rows, pos[:, 1]])
     if xs.size == 0:
         raise ValueError("mask_input is empty and there is no positive click to place a box")
     box = (xs.min(), ys.min(), xs.max(), ys.max())
