@@ -250,6 +250,9 @@ def table_decoder(model, model_torch, repeat: int, batch: int) -> None:
                     cpu[k].append(time.process_time() - c0)
             many = {k: _median(lambda fn=fn: fn(xyxy), max(1, repeat // 2)) / len(xyxy)
                     for k, fn in (("old", old), ("new", new), ("each", new_each))}  # fmt: skip
+            # the same box decoded n times in a row: no other graph between the calls, as when
+            # the decoder runs alone (the interleaved rows above evict each other's weights)
+            alone = _median(lambda: new_each(xyxy[:1]), n)
             part = _median(
                 lambda: (setattr(ort, "_image_part", None), ort.image_part(feat, threads=1)), n
             )
@@ -275,6 +278,8 @@ def table_decoder(model, model_torch, repeat: int, batch: int) -> None:
     print(f"one box {med['old'] / med['new']:.2f}x faster than the whole ONNX decoder "
           f"({mcpu['old'] / mcpu['new']:.2f}x in CPU time), {med['torch'] / med['new']:.2f}x "
           f"than torch eager")  # fmt: skip
+    print(f"split + folded, one box, {n} calls in a row (no other graph between them): "
+          f"{alone * 1e3:.1f} ms")  # fmt: skip
     print(f"image part, once per embedding: {part * 1e3:.1f} ms; model.predict with a box "
           f"(decode + post-processing, refine={model.refine}): {pred * 1e3:.1f} ms")  # fmt: skip
 
