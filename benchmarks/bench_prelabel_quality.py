@@ -165,26 +165,31 @@ def mosaic(data: Path):
     return canvas, coarse
 
 
+def _recolour(img, pet, as_pet, as_background):
+    """``img`` with ``as_pet`` pixels taken from the nearest pet pixel and ``as_background``
+    pixels from the nearest background pixel, both sources 3 px from the pet's outline (its
+    blended pixels would smear along the fill)."""
+    inner = ndi.binary_erosion(pet, iterations=3)
+    outer = ~ndi.binary_dilation(pet, iterations=3)
+    _, near_pet = ndi.distance_transform_edt(~inner, return_indices=True)
+    _, near_bg = ndi.distance_transform_edt(~outer, return_indices=True)
+    out = img.copy()
+    out[as_pet] = img[near_pet[0][as_pet], near_pet[1][as_pet]]
+    out[as_background] = img[near_bg[0][as_background], near_bg[1][as_background]]
+    return out
+
+
 def reshaped(data: Path, n: int, split: str = "all"):
     """Photographs whose object IS its polygon (the COCO-MVal case, where the truth was drawn
     as a polygon): each pet photo with its pet reshaped to the pet's 15-vertex polygon. The
     background the polygon takes in is filled from the nearest pet pixel, the pet outside it
-    from the nearest background pixel, both taken 3 px away from the pet's outline (real colours
-    of the same photo on either side of the polygon). Truth: the polygon; coarse input: the polygon simplified once more (as for every
+    from the nearest background pixel (real colours of the same photo on either side of the
+    polygon). Truth: the polygon; coarse input: the polygon simplified once more (as for every
     set), so the polygon column is nearly 1 and a snap can only lose."""
     for img, t, _, _ in pets(data, n, split):
         pet = t > 0
         poly = polygon_mask(simplify_polygon(pet, 15), t.shape)
-        # sources 3 px from the outline: its blended pixels would smear along the fill
-        inner = ndi.binary_erosion(pet, iterations=3)
-        outer = ~ndi.binary_dilation(pet, iterations=3)
-        _, near_pet = ndi.distance_transform_edt(~inner, return_indices=True)
-        _, near_bg = ndi.distance_transform_edt(~outer, return_indices=True)
-        out = img.copy()
-        fill = poly & ~pet
-        out[fill] = img[near_pet[0][fill], near_pet[1][fill]]
-        fill = pet & ~poly
-        out[fill] = img[near_bg[0][fill], near_bg[1][fill]]
+        out = _recolour(img, pet, poly & ~pet, pet & ~poly)
         yield out, poly.astype(np.int32), poly * 1, None
 
 
@@ -196,16 +201,9 @@ def crisp(data: Path, n: int, split: str = "all"):
     plain band cut does well here (the independent GrabCut-set case), unlike on fur."""
     for img, t, _, _ in pets(data, n, split):
         pet = t > 0
-        inner = ndi.binary_erosion(pet, iterations=3)
-        outer = ~ndi.binary_dilation(pet, iterations=3)
-        _, near_pet = ndi.distance_transform_edt(~inner, return_indices=True)
-        _, near_bg = ndi.distance_transform_edt(~outer, return_indices=True)
-        out = img.copy()
-        fill = pet & ~inner
-        out[fill] = img[near_pet[0][fill], near_pet[1][fill]]
-        fill = ~pet & ~outer
-        out[fill] = img[near_bg[0][fill], near_bg[1][fill]]
-        yield out, t, t, None
+        near = pet ^ ndi.binary_erosion(pet, iterations=3)
+        far = ~pet & ndi.binary_dilation(pet, iterations=3)
+        yield _recolour(img, pet, near, far), t, t, None
 
 
 def piece_accounting(data: Path, split: str, opts: SnapOptions, model=None) -> None:
