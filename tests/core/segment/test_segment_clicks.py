@@ -68,12 +68,30 @@ def test_pick_click_box_stops_once_an_object_fits_its_box():
         return fits, 0.95
 
     rule = clicks.FirstClickRule(fractions=(1.0, 0.5, 0.15))
-    c = pick_click_box(decode, (100, 100), (200, 200), frame_scale=0.25, rule=rule)
+    c = pick_click_box(decode, (100, 100), (200, 200), frame_scale=0.25, rule=rule, colour=True)
     assert len(runs) == 1 and c.index == 0
     runs.clear()
     every = clicks.FirstClickRule(fractions=(1.0, 0.5, 0.15), stop_edge=None)
-    pick_click_box(decode, (100, 100), (200, 200), frame_scale=0.25, rule=every)
+    pick_click_box(decode, (100, 100), (200, 200), frame_scale=0.25, rule=every, colour=True)
     assert len(runs) == 3
+
+
+def test_on_grey_pictures_the_boxes_go_smallest_first_until_one_holds_the_object_whole():
+    fits = _square((50, 50), 15, 35, 15, 35)  # a 20 px object in the 50 px frame
+    runs = []
+
+    def decode(box):
+        runs.append(float(box[2] - box[0]))
+        return fits, 0.9
+
+    rule = clicks.FirstClickRule(fractions=(1.0, 0.5, 0.15))
+    c = pick_click_box(decode, (100, 100), (200, 200), frame_scale=0.25, rule=rule)
+    # the 30 px box sees a piece (the answer fills its edges), the 100 px box holds it whole
+    assert runs == [30.0, 100.0] and c.index == 1
+    runs.clear()
+    largest = clicks.FirstClickRule(fractions=(1.0, 0.5, 0.15), grey_smallest_first=False)
+    pick_click_box(decode, (100, 100), (200, 200), frame_scale=0.25, rule=largest)
+    assert runs == [199.0]  # the largest box first, then the stop (as on colour pictures)
 
 
 def test_pick_click_box_at_full_size_is_box_for_click():

@@ -132,7 +132,11 @@ def test_first_click_prefers_the_outline_on_the_picture_edges():
         return np.where(small if box[2] - box[0] < 30 else big, 4.0, -4.0), 0.9
 
     rule = FirstClickRule(
-        fractions=(0.9, 0.4), edge_penalty=0.0, outline_weight=0.05, stop_edge=None
+        fractions=(0.9, 0.4),
+        edge_penalty=0.0,
+        outline_weight=0.05,
+        stop_edge=None,
+        grey_smallest_first=False,  # both boxes judged, in this order
     )
     box = box_for_click(decode, (32, 32), (64, 64), image=img, rule=rule)
     assert box[2] - box[0] < 26  # the small disk's extent, padded
