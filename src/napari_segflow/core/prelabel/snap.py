@@ -162,6 +162,20 @@ class _Snap:
     iou: float
     gain: float
     on_edge: float = 0.0
+    exact: bool = False  # the drawn outline follows the picture's edges: not cut at all
+
+    def refusal(self, opts: SnapOptions) -> str | None:
+        """Why the object keeps its drawn outline instead of this proposal, or None."""
+        if self.exact:
+            return (f"the drawn outline already follows the picture's edges "
+                    f"({self.on_edge:.0%} of it > {opts.max_on_edge:.0%})")  # fmt: skip
+        if self.iou < opts.min_iou:
+            return (f"snapped region too far from the drawn one "
+                    f"(IoU {self.iou:.2f} < {opts.min_iou:.2f})")  # fmt: skip
+        if self.gain < opts.edge_gain:
+            return (f"no stronger edge along the snapped outline "
+                    f"(gain {self.gain:.2f} < {opts.edge_gain:.2f})")  # fmt: skip
+        return None
 
 
 def _cut_colours(rgb: np.ndarray, space: str) -> np.ndarray:
@@ -244,7 +258,8 @@ def _snap_object(colours, grad, coarse_full, others_full, box, area, opts: SnapO
     on_edge = float(np.count_nonzero(_on_edge(g, coarse, line)) / max(np.count_nonzero(line), 1))
     if on_edge > opts.max_on_edge:
         # the drawn outline already follows the picture's edges: an exact polygon, no cut
-        return _Snap(rs, cs, coarse, np.zeros(coarse.shape, np.float32), band, 1.0, 1.0, on_edge)
+        none = np.zeros(coarse.shape, np.float32)
+        return _Snap(rs, cs, coarse, none, band, 1.0, 1.0, on_edge, exact=True)
     gc = np.where(coarse, _FGD, _BGD).astype(np.uint8)
     gc[band & coarse] = _PR_FGD
     gc[band & ~coarse] = _PR_BGD
@@ -412,24 +427,8 @@ def snap_labels(
                 results[i] = ObjectResult(
                     obj.class_id, box, area, KEPT, reason="nothing to cut (no background near)"
                 )
-            elif s.on_edge > opts.max_on_edge:
-                results[i] = ObjectResult(
-                    obj.class_id, box, area, KEPT, 1.0, 1.0,
-                    reason=f"the drawn outline already follows the picture's edges "
-                    f"({s.on_edge:.0%} of it > {opts.max_on_edge:.0%})",
-                )  # fmt: skip
-            elif s.iou < opts.min_iou:
-                results[i] = ObjectResult(
-                    obj.class_id, box, area, KEPT, s.gain, s.iou,
-                    reason=f"snapped region too far from the drawn one "
-                    f"(IoU {s.iou:.2f} < {opts.min_iou:.2f})",
-                )  # fmt: skip
-            elif s.gain < opts.edge_gain:
-                results[i] = ObjectResult(
-                    obj.class_id, box, area, KEPT, s.gain, s.iou,
-                    reason=f"no stronger edge along the snapped outline "
-                    f"(gain {s.gain:.2f} < {opts.edge_gain:.2f})",
-                )  # fmt: skip
+            elif (why := s.refusal(opts)) is not None:
+                results[i] = ObjectResult(obj.class_id, box, area, KEPT, s.gain, s.iou, reason=why)
             else:
                 snaps[i] = s
         if progress is not None:
