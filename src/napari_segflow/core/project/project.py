@@ -330,6 +330,16 @@ class Project(ReviewMixin):
         st = self._state(name)
         return st if st is not None and st.has_tables() else None
 
+    def _people(self, view: ProjectView, annotator: str | None = None):
+        """``(k, name, state)`` of every person of ``view`` with a readable state file, ``k``
+        their index in ``view.holder``; only ``annotator``'s when given."""
+        for k, name in enumerate(view.names):
+            if annotator is not None and name != annotator:
+                continue
+            st = self._readable(name)
+            if st is not None:
+                yield k, name, st
+
     def _state(self, name: str, *, write: bool = False) -> AnnotatorState | None:
         """``name``'s state file: writable for their own sessions, else read-only (or None)."""
         with self._lock:
@@ -599,12 +609,7 @@ class Project(ReviewMixin):
         if annotator is not None:
             finished &= self._mine(view, annotator)
         pixels: dict[str, int] = dict.fromkeys(self.taxonomy.names, 0)
-        for k, name in enumerate(view.names):
-            if annotator is not None and name != annotator:
-                continue
-            st = self._readable(name)
-            if st is None:
-                continue
+        for k, _, st in self._people(view, annotator):
             done_rows = "FROM work w, json_each(w.class_pixels) j WHERE w.mode='production' "
             done_rows += "AND w.status='done'"
             # summed inside SQLite; rows whose image is not (or no longer) this person's

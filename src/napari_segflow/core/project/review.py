@@ -125,12 +125,7 @@ class ReviewMixin:
         ready = view.status == CODE[DONE]
         freqs: dict[str, dict[str, int]] = {}
         who: dict[str, tuple[int, str]] = {}
-        for k, name in enumerate(view.names):
-            if annotator is not None and name != annotator:
-                continue
-            st = self._readable(name)
-            if st is None:
-                continue
+        for k, name, st in self._people(view, annotator):
             for image_id, pixels in st.rows(
                 "SELECT image_id, class_pixels FROM work WHERE mode='production' "
                 "AND status='done' ORDER BY image_id"
