@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_segflow.widgets._torch import prepare_torch
@@ -44,3 +46,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def pet_photos(shared_data):
+    """``pet_photos(n)``: the first ``n`` pets_oxford photographs in manifest order, as
+    ``[(manifest row, RGB image, trimap), ...]``; each read once per test run."""
+    from PIL import Image
+
+    root = shared_data / "pets_oxford"
+    with open(root / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    read: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def photos(n: int) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+        out = []
+        for row in rows[:n]:
+            stem = row["stem"]
+            if stem not in read:
+                img = np.asarray(Image.open(root / "images" / f"{stem}.jpg").convert("RGB"))
+                tri = np.asarray(Image.open(root / "trimaps" / f"{stem}.png"))
+                for a in (img, tri):  # shared by every test that asks: nobody may edit them
+                    a.setflags(write=False)
+                read[stem] = (img, tri)
+            out.append((row, *read[stem]))
+        return out
+
+    return photos

@@ -8,13 +8,10 @@ footprints (already exact polygons), DSB 2018 nuclei and abdomen MR slices (grey
 
 from __future__ import annotations
 
-import csv
-
 import nibabel as nib
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
 from scipy import ndimage as ndi
 
 from napari_segflow.core.prelabel.evaluate import polygon_mask, simplify_polygon
@@ -63,15 +60,8 @@ def scores(inst, classes, coarse, out, kept, valid=None):
 
 
 @pytest.fixture(scope="module")
-def pets(shared_data):
-    root = shared_data / "pets_oxford"
-    rows = list(csv.DictReader(open(root / "manifest.csv")))[:PETS]
-    out = []
-    for row in rows:
-        img = np.asarray(Image.open(root / "images" / f"{row['stem']}.jpg").convert("RGB"))
-        tri = np.asarray(Image.open(root / "trimaps" / f"{row['stem']}.png"))
-        out.append((img, pet_truth(tri).astype(np.int32), tri))
-    return out
+def pets(pet_photos):
+    return [(img, pet_truth(tri).astype(np.int32), tri) for _, img, tri in pet_photos(PETS)]
 
 
 def test_pets_snapped_clearly_above_the_polygons(pets):

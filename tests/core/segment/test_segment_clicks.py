@@ -6,8 +6,6 @@ runs a first click costs (not how long: timings belong to benchmarks/bench_quali
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -137,13 +135,8 @@ def test_keep_local_matches_labelling_the_whole_image(label):
 
 # ------------------------------------------------------------------ real weights, real data
 @pytest.fixture(scope="module")
-def pet(shared_data):
-    from PIL import Image
-
-    root = shared_data / "pets_oxford"
-    row = next(iter(csv.DictReader(open(root / "manifest.csv"))))
-    img = np.asarray(Image.open(root / "images" / f"{row['stem']}.jpg").convert("RGB"))
-    tri = np.asarray(Image.open(root / "trimaps" / f"{row['stem']}.png"))
+def pet(pet_photos):
+    _, img, tri = pet_photos(1)[0]
     return img, tri == 1
 
 

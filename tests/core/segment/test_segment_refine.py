@@ -6,8 +6,6 @@ GrabCut benchmark); IoU thresholds are the values measured with this code minus 
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 
@@ -163,15 +161,9 @@ def test_later_click_changes_the_answer_only_around_itself():
 
 # ------------------------------------------------------------------ real weights, real data
 @pytest.fixture(scope="module")
-def pets(shared_data):
-    from PIL import Image
-
-    root = shared_data / "pets_oxford"
-    rows = list(csv.DictReader(open(root / "manifest.csv")))[:PETS]
+def pets(pet_photos):
     out = []
-    for row in rows:
-        img = np.asarray(Image.open(root / "images" / f"{row['stem']}.jpg").convert("RGB"))
-        tri = np.asarray(Image.open(root / "trimaps" / f"{row['stem']}.png"))
+    for row, img, tri in pet_photos(PETS):
         x0, y0, x1, y1 = (int(v) for v in row["bbox_fg_or_unknown_xyxy"].split())
         out.append((img, tri == 1, tri != 3, (y0, x0, y1, x1)))
     return out
