@@ -9,6 +9,7 @@ the photographs with crisp outlines (sharp pictures). ``benchmarks/bench_prelabe
 
 from __future__ import annotations
 
+import cv2
 import nibabel as nib
 import numpy as np
 import pytest
@@ -184,6 +185,24 @@ def test_on_edge_fraction_leaves_out_the_corners():
     assert snap_labels(img, square.astype(np.uint8)).counts() == {"kept": 1}
 
 
+def test_small_objects_keep_their_outline(pets):
+    # the pets shrunk to an eighth: 40-60 px across, where the snap lost IoU on every set
+    img, inst, _ = pets[0]
+    h, w = inst.shape
+    size = (w // 8, h // 8)
+    small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    truth = cv2.resize((inst > 0).astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
+    coarse = polygon_mask(simplify_polygon(truth, 15), truth.shape).astype(np.uint8)
+    area = int(np.count_nonzero(coarse))
+    assert area < SnapOptions().min_area
+    res = snap_labels(small, coarse)
+    assert np.array_equal(res.labels, coarse)
+    assert res.objects[0].status == "kept" and "too small" in res.objects[0].reason
+    # below the minimum set by hand, it is cut
+    cut = snap_labels(small, coarse, options=SnapOptions(min_area=area // 2))
+    assert "too small" not in cut.objects[0].reason
+
+
 def _buildings(data):
     pan = tifffile.imread(data / "spacenet_atlanta" / "sample_geotiff.tif")
     fp = tifffile.imread(data / "spacenet_atlanta" / "sample_fp_mask_from_geojson.tif") > 0
@@ -221,7 +240,7 @@ def test_grey_snapping_is_an_option_and_it_loses(shared_data):
     # (with the on-edge check off; with it, these organ outlines are kept as exact)
     img, inst, classes = _organs(shared_data)
     coarse, kept = coarse_polygons(inst, classes)
-    forced = snap_labels(img, coarse, options=SnapOptions(grey=True, max_on_edge=1.0))
+    forced = snap_labels(img, coarse, options=SnapOptions(grey=True, max_on_edge=1.0, min_area=0))
     assert any(o.status == "refined" for o in forced.objects)
     before, after = scores(inst, classes, coarse, forced.labels, kept)
     assert after < before

@@ -120,6 +120,11 @@ class SnapOptions:
     corner_px : float
         Outline pixels nearer than this to a corner (or than a fifth of the mean side) are left
         out of the on-edge fraction.
+    min_area : int
+        Objects smaller than this (pixels) are not snapped: kept as drawn and flagged. On the
+        pets photographs shrunk to a half, a third, a quarter and an eighth of their size,
+        objects under about 45 x 45 px lost IoU from the snap on every set (their edges are a
+        pixel or two wide, as wide as any correction), larger ones gained on photographs.
     connectivity : int
         1 (4-connected) or 2 (8-connected) objects.
     grey : bool
@@ -145,6 +150,7 @@ class SnapOptions:
     edge_gain: float = 1.0
     max_on_edge: float = 0.09
     corner_px: float = 6.0
+    min_area: int = 2000
     connectivity: int = 2
     grey: bool = False
 
@@ -471,6 +477,9 @@ def snap_labels(
             results[i] = ObjectResult(obj.class_id, box, area, COPIED)
         elif grey:
             why = "picture without colour: the drawn outline is kept (grey=False)"
+            results[i] = ObjectResult(obj.class_id, box, area, KEPT, reason=why)
+        elif area < opts.min_area:
+            why = f"too small to snap ({area} < {opts.min_area} px): the drawn outline is kept"
             results[i] = ObjectResult(obj.class_id, box, area, KEPT, reason=why)
         else:
             s = _snap_object(colours, grad, obj.mask, labelled & ~obj.mask, box, area, opts)
