@@ -203,6 +203,22 @@ def test_small_objects_keep_their_outline(pets):
     assert "too small" not in cut.objects[0].reason
 
 
+def test_a_snap_that_barely_moves_the_outline_is_not_applied():
+    rng = np.random.default_rng(0)
+    img = rng.integers(90, 130, (96, 96, 3)).astype(np.uint8)
+    img[16:80, 16:80] = rng.integers(0, 30, (64, 64, 3)) + np.array([200, 0, 0], np.uint8)
+    rough = np.zeros((96, 96), np.uint8)
+    rough[19:77, 19:77] = 1
+    moved = snap_labels(img, rough)
+    iou = moved.objects[0].iou_coarse
+    assert moved.counts() == {"refined": 1} and 0.8 < iou < 0.99
+    # the same snap judged too close to the drawn outline to be worth a change
+    res = snap_labels(img, rough, options=SnapOptions(max_iou=iou - 0.01))
+    assert np.array_equal(res.labels, rough)
+    assert res.counts() == {"unchanged": 1} and "not moved" in res.objects[0].reason
+    assert not res.objects[0].flagged
+
+
 def _buildings(data):
     pan = tifffile.imread(data / "spacenet_atlanta" / "sample_geotiff.tif")
     fp = tifffile.imread(data / "spacenet_atlanta" / "sample_fp_mask_from_geojson.tif") > 0

@@ -107,6 +107,10 @@ class SnapOptions:
     edge_gain : float
         ... and the mean gradient along its outline must be at least this times that along the
         coarse outline (measured where the two differ).
+    max_iou : float
+        A snapped region whose IoU with the coarse one is above this is not applied: the object
+        is reported unchanged (changes under about 1 % of an object gained 0.001 on
+        photographs and cost exact polygons 0.004: texture, not a corner the drawing cut).
     max_on_edge : float
         An object is not snapped at all when more than this fraction of its drawn outline,
         away from its corners, lies on the picture's edge (the gradient there is stronger than
@@ -148,6 +152,7 @@ class SnapOptions:
     min_agree: float = 0.7
     min_iou: float = 0.8
     edge_gain: float = 1.0
+    max_iou: float = 0.99
     max_on_edge: float = 0.09
     corner_px: float = 6.0
     min_area: int = 2000
@@ -157,8 +162,10 @@ class SnapOptions:
     def __post_init__(self) -> None:
         if self.band_px < 1 or self.min_band_px < 1 or self.min_band_px > self.band_px:
             raise ValueError("band widths must be >= 1 and min_band_px <= band_px")
-        if not 0 <= self.min_iou <= 1:
-            raise ValueError(f"min_iou must be in 0..1, got {self.min_iou}")
+        if not 0 <= self.min_iou <= self.max_iou <= 1:
+            raise ValueError(
+                f"0 <= min_iou <= max_iou <= 1 is required, got {self.min_iou}, {self.max_iou}"
+            )
         if self.iterations < 1 or self.work_size < 32 or self.min_width < 1:
             raise ValueError("iterations >= 1, work_size >= 32 and min_width >= 1 are required")
         if self.colour_space not in ("lab", "rgb"):
@@ -489,6 +496,9 @@ def snap_labels(
                 )
             elif (why := s.refusal(opts)) is not None:
                 results[i] = ObjectResult(obj.class_id, box, area, KEPT, s.gain, s.iou, reason=why)
+            elif s.iou > opts.max_iou:
+                why = f"the snapped outline is within IoU {s.iou:.3f} of the drawn one: not moved"
+                results[i] = ObjectResult(obj.class_id, box, area, REFINED, s.gain, s.iou, 0, why)
             else:
                 snaps[i] = s
         if progress is not None:
