@@ -17,9 +17,10 @@ and flagged. pets_oxford: the truth is the trimap's outline (pet pixels plus the
 nearer the pet than the background). A last line times one 1024 x 1024 picture of 30 pets
 (a mosaic of the photographs) on one core.
 
-Usage: ``python benchmarks/bench_prelabel_quality.py [--full] [--with-model]``
+Usage: ``python benchmarks/bench_prelabel_quality.py [--full] [--with-model] [--scale F]``
 (default: 12 pets and crops; ``--full``: all 40 pets, whole images and every MR slice;
-``--with-model``: also the model-gated refinement, slow on CPU).
+``--with-model``: also the model-gated refinement, slow on CPU; ``--scale``: the pets
+photographs shrunk, for smaller objects).
 """
 
 from __future__ import annotations
@@ -206,6 +207,26 @@ def crisp(data: Path, n: int, split: str = "all"):
         yield _recolour(img, pet, near, far), t, t, None
 
 
+def shrink(items, scale: float):
+    """The photographs at ``scale`` of their size (area-averaged) with their truths resampled
+    the same way (a truth pixel is object where more than half of it was), so both stay in
+    register: smaller objects, the same pictures."""
+    if scale >= 1:
+        yield from items
+        return
+
+    def area(mask, size):
+        small = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        return small > 0.5
+
+    for img, inst, _, valid in items:
+        h, w = inst.shape
+        size = (max(int(round(w * scale)), 8), max(int(round(h * scale)), 8))
+        t = area(inst > 0, size).astype(np.int32)
+        v = None if valid is None else area(valid, size)
+        yield cv2.resize(img, size, interpolation=cv2.INTER_AREA), t, t, v
+
+
 def piece_accounting(data: Path, split: str, opts: SnapOptions, model=None) -> None:
     """Every piece the unchecked cut proposes on the pets, scored against both truths: pixels
     moved net to the right side by all pieces, by a perfect choice and by the snap's checks.
@@ -314,6 +335,10 @@ def main(argv=None) -> int:
     )  # fmt: skip
     ap.add_argument("--no-mosaic", action="store_true", help="skip the 1024 x 1024 timing")
     ap.add_argument(
+        "--scale", type=float, default=1.0,
+        help="the pets photographs (all three sets) at this fraction of their size",
+    )  # fmt: skip
+    ap.add_argument(
         "--pieces", action="store_true",
         help="only the accounting of the cut's pieces on the pets (of --split)",
     )  # fmt: skip
@@ -337,6 +362,8 @@ def main(argv=None) -> int:
     sets = datasets(data, args.full, args.split)
     sets["pets reshaped as polygons"] = list(reshaped(data, 40 if args.full else 12, args.split))
     sets["pets with crisp outlines"] = list(crisp(data, 40 if args.full else 12, args.split))
+    for name in ("pets (Oxford-IIIT)", "pets reshaped as polygons", "pets with crisp outlines"):
+        sets[name] = list(shrink(sets[name], args.scale))
     for name, items in sets.items():
         if args.sets and not any(w.lower() in name.lower() for w in args.sets):
             continue
