@@ -89,10 +89,10 @@ def test_pets_snapped_clearly_above_the_polygons(pets):
         diff = int(np.count_nonzero(res.labels != coarse))
         assert diff == int(np.count_nonzero(res.provenance == AI_PENDING))
         assert diff == sum(o.changed for o in res.objects)
-    # measured on these 8: polygons 0.9285, snapped 0.9443 (all 40 in the benchmark)
+    # measured on these 8: polygons 0.9285, snapped 0.9454 (all 40 in the benchmark)
     assert np.mean(after) > np.mean(before) + 0.01, (np.mean(before), np.mean(after))
     assert np.mean(np.array(after) < np.array(before) - 0.01) <= 0.2
-    # band ignored: polygons 0.9949, snapped 0.9983 (two thirds of what the polygons miss)
+    # band ignored: polygons 0.9949, snapped 0.9980 (60 % of what the polygons miss)
     assert np.mean(after_i) > np.mean(before_i) + 0.002, (np.mean(before_i), np.mean(after_i))
     assert min(np.array(after_i) - np.array(before_i)) > -0.01  # worst measured: -0.0049
 
@@ -127,7 +127,7 @@ def test_exact_polygons_on_photographs_are_never_lowered(pets):
         assert all(o.status == "kept" and "edges" in o.reason for o in res.objects)
         off = snap_labels(photo, coarse, options=SnapOptions(max_on_edge=1.0))
         unchecked.append(scores(truth, truth, coarse, off.labels, kept)[1])
-    # without the on-edge check the snap lowers these 8 from 0.9972 to 0.9793
+    # without the on-edge check the snap lowers these 8 from 0.9972 to 0.9826
     assert np.mean(unchecked) < np.mean(before) - 0.005, (np.mean(before), np.mean(unchecked))
 
 
@@ -156,23 +156,24 @@ def test_crisp_outlines_are_snapped_most_of_the_way(pets):
         b, a = scores(inst, inst, coarse, res.labels, kept)
         before.append(b)
         after.append(a)
-    # measured on these 8: polygons 0.9285, snapped 0.9624; worst pet -0.0032
+    # measured on these 8: polygons 0.9285, snapped 0.9604; worst pet -0.0031
     assert np.mean(after) > np.mean(before) + 0.025, (np.mean(before), np.mean(after))
     assert min(np.array(after) - np.array(before)) > -0.01
 
 
 def test_on_edge_fraction_leaves_out_the_corners():
-    # a disc drawn as a 12-gon with its corners just outside the disc: the outline lies on the
-    # disc's edge for a quarter of its length, all of it next to the corners
+    # a disc drawn as a 9-gon with its corners just outside the disc: the outline lies on the
+    # disc's edge for a tenth of its length (enough to be taken as exact), all of it at the corners
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:200, :200]
     disc = (yy - 100) ** 2 + (xx - 100) ** 2 <= 80**2
     noise = rng.integers(-20, 20, (200, 200, 3))
     img = (np.where(disc[..., None], 200, 40) + noise).astype(np.uint8)
-    t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    t = np.linspace(0, 2 * np.pi, 9, endpoint=False)
     drawn = polygon_mask(np.stack([100 + 81 * np.sin(t), 100 + 81 * np.cos(t)], 1), disc.shape)
     grad, line = grey_gradient(img), _outline(drawn)
-    assert np.count_nonzero(_on_edge(grad, drawn, line)) / np.count_nonzero(line) > 0.2
+    whole = np.count_nonzero(_on_edge(grad, drawn, line)) / np.count_nonzero(line)
+    assert whole > SnapOptions().max_on_edge
     assert _on_edge_fraction(grad, drawn, line, 6.0) < 0.02
     out = snap_labels(img, drawn.astype(np.uint8))
     assert out.counts() == {"refined": 1}
