@@ -120,9 +120,8 @@ class SnapOptions:
         drawn along the object), and a cut would only move it onto texture. Corners do not
         count: a coarse polygon's vertices sit on the object's boundary, so its outline meets
         the edge there whether or not its sides follow the object. Away from the corners,
-        15-vertex polygons of the 40 pets have 0-17 % of their outline on an edge (the same
-        pets with crisp outlines 0-31 %), the pets reshaped to be their polygons 9-65 % (one
-        degenerate 0).
+        15-vertex polygons of the 40 pets have 2-18 % of their outline on an edge (the same
+        pets with crisp outlines 2-30 %), the pets reshaped to be their polygons 9.6-66 %.
     corner_px : float
         Outline pixels nearer than this to a corner (or than a fifth of the mean side) are left
         out of the on-edge fraction.
