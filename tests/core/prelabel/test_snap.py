@@ -97,19 +97,25 @@ def test_pets_snapped_clearly_above_the_polygons(pets):
     assert min(np.array(after_i) - np.array(before_i)) > -0.01  # worst measured: -0.0049
 
 
-def reshape_to_polygon(img: np.ndarray, pet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The photo with its pet reshaped to the pet's 15-vertex polygon: background inside the
-    polygon filled from the nearest pet pixel, pet outside it from the nearest background pixel
-    (both 3 px away from the outline). The polygon is then the object's true outline."""
-    poly = polygon_mask(simplify_polygon(pet, 15), pet.shape)
+def recolour(img, pet, as_pet, as_background) -> np.ndarray:
+    """``img`` with ``as_pet`` pixels taken from the nearest pet pixel and ``as_background``
+    pixels from the nearest background pixel, both 3 px from the pet's outline."""
     _, near_pet = ndi.distance_transform_edt(~ndi.binary_erosion(pet, iterations=3),
                                              return_indices=True)  # fmt: skip
     _, near_bg = ndi.distance_transform_edt(ndi.binary_dilation(pet, iterations=3),
                                             return_indices=True)  # fmt: skip
     out = img.copy()
-    for fill, near in ((poly & ~pet, near_pet), (pet & ~poly, near_bg)):
+    for fill, near in ((as_pet, near_pet), (as_background, near_bg)):
         out[fill] = img[near[0][fill], near[1][fill]]
-    return out, poly
+    return out
+
+
+def reshape_to_polygon(img: np.ndarray, pet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo with its pet reshaped to the pet's 15-vertex polygon: background inside the
+    polygon filled from the nearest pet pixel, pet outside it from the nearest background pixel
+    (:func:`recolour`). The polygon is then the object's true outline."""
+    poly = polygon_mask(simplify_polygon(pet, 15), pet.shape)
+    return recolour(img, pet, poly & ~pet, pet & ~poly), poly
 
 
 def test_exact_polygons_on_photographs_are_never_lowered(pets):
@@ -149,17 +155,11 @@ def test_polygon_truths_on_photographs_are_not_lowered(pets):
 
 def crisp_outline(img: np.ndarray, pet: np.ndarray) -> np.ndarray:
     """The photo with the pixels within 3 px of the pet's outline replaced by the nearest pixel
-    3 px away on the same side: the colours step at the outline (a sharp picture)."""
-    _, near_pet = ndi.distance_transform_edt(~ndi.binary_erosion(pet, iterations=3),
-                                             return_indices=True)  # fmt: skip
-    _, near_bg = ndi.distance_transform_edt(ndi.binary_dilation(pet, iterations=3),
-                                            return_indices=True)  # fmt: skip
-    out = img.copy()
+    3 px away on the same side (:func:`recolour`): the colours step at the outline (a sharp
+    picture)."""
     inner = pet & ~ndi.binary_erosion(pet, iterations=3)
     outer = ~pet & ndi.binary_dilation(pet, iterations=3)
-    for fill, near in ((inner, near_pet), (outer, near_bg)):
-        out[fill] = img[near[0][fill], near[1][fill]]
-    return out
+    return recolour(img, pet, inner, outer)
 
 
 def test_crisp_outlines_are_snapped_most_of_the_way(pets):

@@ -246,7 +246,7 @@ def _corners(mask: np.ndarray, tol: float = 1.5) -> np.ndarray:
 def _on_edge_fraction(grad: np.ndarray, mask: np.ndarray, line: np.ndarray, near: float) -> float:
     """Fraction of the drawn outline on the picture's edge, away from its corners.
 
-    Only outline pixels farther than ``near`` px (and than a fifth of the median side) from the
+    Only outline pixels farther than ``near`` px (and than a fifth of the mean side) from the
     outline's corners count: a coarse polygon's vertices are put on the object's boundary, so
     its outline touches the edge near every corner whether or not its sides follow the object;
     an exact polygon lies on the edge along its sides too. Falls back to the whole outline when
